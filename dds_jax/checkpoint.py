@@ -1,0 +1,88 @@
+"""One place to save and load dds-jax models: an orbax checkpoint of the parameters + ``model.json``.
+
+Layout of a model directory::
+
+    DIR/model.json   {"kind": "stylegan2", "config": {...}, "format": 1, "dds_jax_version": ...}
+    DIR/params/      orbax StandardCheckpointer pytree (nested dicts of float32 arrays)
+"""
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import numpy as np
+
+from dds_jax import __version__
+
+FORMAT = 1
+
+
+@dataclasses.dataclass
+class Model:
+    kind: str
+    config: dict
+    params: Any
+    path: pathlib.Path = None
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+    return ocp.StandardCheckpointer()
+
+
+def write_json_atomic(path, obj) -> None:
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def save_model(directory, kind: str, config: dict, params, overwrite: bool = False) -> pathlib.Path:
+    directory = pathlib.Path(directory).absolute()
+    if (directory / "model.json").exists() or (directory / "params").exists():
+        if not overwrite:
+            raise FileExistsError(f"{directory} already holds a model (pass overwrite=True / --overwrite)")
+        shutil.rmtree(directory / "params", ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    params = _to_numpy(params)
+    ckptr = _checkpointer()
+    ckptr.save(directory / "params", params)
+    ckptr.wait_until_finished()
+    write_json_atomic(directory / "model.json",
+                      {"kind": kind, "config": config, "format": FORMAT, "dds_jax_version": __version__})
+    return directory
+
+
+def load_model(directory, expect_kind: str = None) -> Model:
+    directory = pathlib.Path(directory).absolute()
+    meta_path = directory / "model.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory}: not a dds-jax model directory (no model.json); "
+                                "convert a .pt first with convert/torch_to_flax.py")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    kind = meta.get("kind")
+    if expect_kind is not None and kind != expect_kind:
+        raise ValueError(f"{directory}: holds a {kind!r} model, expected {expect_kind!r}")
+    params = _checkpointer().restore(directory / "params")
+    params = _to_numpy(params)
+    return Model(kind=kind, config=meta["config"], params=params, path=directory)
+
+
+def _to_numpy(tree):
+    import jax
+    return jax.tree_util.tree_map(lambda x: np.asarray(x), tree)

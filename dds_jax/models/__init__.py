@@ -1,0 +1,1 @@
+"""Flax models: StyleGAN2 generator, FewShotCNN segmenter, perceptual backbones, FID Inception."""

@@ -1,0 +1,94 @@
+"""Low-level image ops shared by the models, NHWC throughout.
+
+Each op reproduces the PyTorch function the original code calls (named in the docstring), because the
+parity fixtures were produced by exactly those functions.
+"""
+import functools
+import math
+from typing import Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fused_leaky_relu(x, bias=None, negative_slope: float = 0.2, scale: float = SQRT2):
+    """rosinality ``fused_leaky_relu``: leaky_relu(x + bias, 0.2) * sqrt(2); bias on the last axis."""
+    if bias is not None:
+        x = x + bias
+    return jnp.where(x >= 0, x, x * negative_slope) * scale
+
+
+def make_kernel(k: Sequence[float]) -> np.ndarray:
+    """rosinality ``make_kernel``: outer product of a 1-D kernel, normalised to sum 1."""
+    k = np.asarray(k, dtype=np.float32)
+    if k.ndim == 1:
+        k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 0)):
+    """rosinality ``upfirdn2d_native`` on NHWC: zero-insert up-sampling, pad (negative = crop),
+    true convolution with ``kernel`` (2-D, per channel), then keep every ``down``-th pixel."""
+    kernel = jnp.asarray(kernel, dtype=x.dtype)
+    n, h, w, c = x.shape
+    if up > 1:  # each pixel followed by up-1 zeros, as torch's view + F.pad
+        x = x.reshape(n, h, 1, w, 1, c)
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, up - 1), (0, 0), (0, up - 1), (0, 0)))
+        x = x.reshape(n, h * up, w * up, c)
+    p0, p1 = pad
+    x = lax.pad(x, jnp.array(0, x.dtype), ((0, 0, 0), (p0, p1, 0), (p0, p1, 0), (0, 0, 0)))
+    kh, kw = kernel.shape
+    w_flipped = jnp.flip(kernel, (0, 1))  # torch flips the kernel, then cross-correlates
+    w_dw = jnp.broadcast_to(w_flipped[:, :, None, None], (kh, kw, 1, c))
+    out = lax.conv_general_dilated(
+        x, w_dw, window_strides=(down, down), padding="VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+    return out
+
+
+def nearest_upsample(x, factor: int):
+    """``F.interpolate(mode='nearest')`` by an integer factor = pixel repetition (NHWC)."""
+    if factor == 1:
+        return x
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+@functools.lru_cache(maxsize=None)
+def _bilinear_matrix(in_size: int, out_size: int, coord_scale: float) -> np.ndarray:
+    """[out, in] interpolation weights of torch bilinear, align_corners=False, no antialias."""
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    for dst in range(out_size):
+        src = max((dst + 0.5) * coord_scale - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        lam = src - i0
+        m[dst, i0] += 1.0 - lam
+        m[dst, i1] += lam
+    return m.astype(np.float32)
+
+
+def resize_bilinear_torch(x, size: Tuple[int, int] = None, scale_factor: float = None):
+    """torch ``F.interpolate`` / ``nn.Upsample(mode='bilinear', align_corners=False)`` on NHWC.
+
+    With ``scale_factor`` the output is floor(in * s) and source coordinates use 1/s (torch's rule when
+    a scale factor is given); with ``size`` they use in/out. No antialiasing when down-sampling
+    (``jax.image.resize`` would antialias and not match).
+    """
+    _, h, w, _ = x.shape
+    if (size is None) == (scale_factor is None):
+        raise ValueError("give exactly one of size and scale_factor")
+    if size is not None:
+        oh, ow = size
+        sh, sw = h / oh, w / ow
+    else:
+        oh, ow = int(math.floor(h * scale_factor)), int(math.floor(w * scale_factor))
+        sh = sw = 1.0 / scale_factor
+    if (oh, ow) == (h, w) and sh == 1.0 and sw == 1.0:
+        return x
+    mh = jnp.asarray(_bilinear_matrix(h, oh, sh), x.dtype)
+    mw = jnp.asarray(_bilinear_matrix(w, ow, sw), x.dtype)
+    return jnp.einsum("oh,nhwc,pw->nopc", mh, x, mw, precision=lax.Precision.HIGHEST)

@@ -1,0 +1,210 @@
+"""The stylegan2 converter (real ``.pt`` files, CLI, strict errors) and the sampling CLI end to end."""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dds_jax import checkpoint
+from dds_jax.conversion import ConversionError, convert
+from dds_jax.models import stylegan2 as sg
+from fixture_utils import (fixture_dirs, fixture_params, load_data, load_state_dict, max_abs_err,
+                           nchw_to_nhwc)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+IMAGE_TOL = 1e-3
+PT_FIXTURES = [p for p in fixture_params("stylegan2_")
+               if p.values[0] is None or (p.values[0] / "generator.pt").is_file()]
+if not any(p.values[0] is not None for p in PT_FIXTURES):
+    PT_FIXTURES = [pytest.param(None, marks=pytest.mark.skip(reason="no stylegan2_* fixture with generator.pt"))]
+
+
+def _run(args, **kw):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True, text=True, **kw)
+
+
+def _image_key(data):
+    return "image" if "image" in data else "image_a"
+
+
+@pytest.mark.parametrize("folder", PT_FIXTURES)
+def test_real_pt_equals_manifest_weights(folder):
+    torch_io = pytest.importorskip("dds_jax.conversion.torch_io")
+    pytest.importorskip("torch")
+    obj = torch_io.load_pt(folder / "generator.pt")
+    cfg_pt, var_pt = convert("stylegan2", obj, source="generator.pt")
+    cfg_m, var_m = convert("stylegan2", load_state_dict(folder / "manifest.json"), source="manifest")
+    assert cfg_pt == cfg_m
+    flat_pt = dict(_flatten(var_pt))
+    flat_m = dict(_flatten(var_m))
+    assert set(flat_pt) - {"latent_avg"} == set(flat_m)
+    for k, v in flat_m.items():
+        np.testing.assert_array_equal(flat_pt[k], v, err_msg=k)
+    data = load_data(folder)
+    if "latent_avg" in data:
+        np.testing.assert_allclose(var_pt["latent_avg"], data["latent_avg"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("folder", PT_FIXTURES)
+def test_converter_cli_then_sample_cli(folder, tmp_path):
+    pytest.importorskip("torch")
+    data = load_data(folder)
+    out = tmp_path / "gen"
+    r = _run(["convert/torch_to_flax.py", "--kind=stylegan2", f"--src={folder / 'generator.pt'}", f"--out={out}"])
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.json").is_file()
+    gen = sg.load_generator(out)
+    img, _ = gen.module.apply(gen.variables, jnp.asarray(data["z"]))
+    assert max_abs_err(img, nchw_to_nhwc(data[_image_key(data)])) <= IMAGE_TOL
+    # converting again into the same directory needs --overwrite
+    r = _run(["convert/torch_to_flax.py", "--kind=stylegan2", f"--src={folder / 'generator.pt'}", f"--out={out}"])
+    assert r.returncode != 0 and "overwrite" in r.stderr
+
+    # sample CLI with the fixture's own z's: images.npy must equal the PyTorch images
+    np.save(tmp_path / "z.npy", data["z"])
+    samples = tmp_path / "samples"
+    r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}", "--save_npy",
+              f"--out={samples}"])
+    assert r.returncode == 0, r.stderr
+    images = np.load(samples / "images.npy")
+    assert images.dtype == np.float32
+    assert max_abs_err(images, nchw_to_nhwc(data[_image_key(data)])) <= IMAGE_TOL
+    assert sorted(p.name for p in samples.glob("latent_*.png")) == [f"latent_{i}.png" for i in range(len(data["z"]))]
+
+    # truncated sampling from seeds uses the checkpoint's latent_avg
+    r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", "--seeds=3-5,9", "--truncation=0.7", "--save_npy",
+              f"--out={samples / 'seeds'}"])
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (samples / "seeds").glob("seed_*.png"))
+    assert names == ["seed_3.png", "seed_4.png", "seed_5.png", "seed_9.png"]
+    assert (samples / "seeds" / "grid.png").is_file()
+    from PIL import Image
+    size = gen.config.size
+    assert Image.open(samples / "seeds" / "seed_3.png").size == (size, size)
+    if "image_trunc" in data and "latent_avg" in data:
+        np.save(tmp_path / "z.npy", data["z"])
+        r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}",
+                  "--truncation=0.7", "--save_npy", f"--out={samples / 'trunc'}"])
+        assert r.returncode == 0, r.stderr
+        assert max_abs_err(np.load(samples / "trunc" / "images.npy"), nchw_to_nhwc(data["image_trunc"])) <= IMAGE_TOL
+
+
+def test_sample_cli_help_and_errors(tmp_path):
+    r = _run(["-m", "dds_jax.sample", "--help"])  # absl prints the flags (and exits with 1)
+    assert "--seeds" in r.stdout and "--truncation" in r.stdout and "--latents" in r.stdout
+    r = _run(["-m", "dds_jax.sample", f"--ckpt={tmp_path}", f"--out={tmp_path / 'o'}"])
+    assert r.returncode != 0 and "model.json" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Layouts and strict errors (tiny state_dicts built from a fixture manifest)
+# ------------------------------------------------------------------------------------------------
+def _tiny_state_dict():
+    dirs = fixture_dirs("stylegan2_")
+    if not dirs:
+        pytest.skip("no stylegan2_* fixture")
+    smallest = min(dirs, key=lambda d: (d / "manifest.json").stat().st_size)
+    return load_state_dict(smallest / "manifest.json")
+
+
+def _flatten(tree, prefix=""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _flatten(v, f"{prefix}{k}/")
+    else:
+        yield prefix.rstrip("/"), np.asarray(tree)
+
+
+def test_layouts_are_equivalent():
+    sd = _tiny_state_dict()
+    _, bare = convert("stylegan2", sd)
+    _, ema = convert("stylegan2", {"g_ema": sd, "latent_avg": np.zeros(sd["style.1.weight"].shape[1])})
+    _, dp = convert("stylegan2", {"g_ema": {f"module.{k}": v for k, v in sd.items()}})
+    other = {k: v if k.endswith("kernel") else v * 2 for k, v in sd.items()}
+    _, g = convert("stylegan2", {"g": other, "g_ema": sd, "d": {}}, generator_key="g")
+    for name, tree in [("g_ema", ema), ("module.", dp)]:
+        for (k1, a), (k2, b) in zip(_flatten(bare["params"]), _flatten(tree["params"])):
+            assert k1 == k2
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {k1}")
+    a = dict(_flatten(g["params"]))["mapping/fc0/weight"]
+    b = dict(_flatten(bare["params"]))["mapping/fc0/weight"]
+    np.testing.assert_array_equal(a, 2 * b)
+
+
+def test_missing_key_is_named():
+    sd = _tiny_state_dict()
+    del sd["convs.1.noise.weight"]
+    with pytest.raises(ConversionError, match=r"convs\.1\.noise\.weight"):
+        convert("stylegan2", sd)
+
+
+def test_wrong_shape_names_key_and_both_shapes():
+    sd = _tiny_state_dict()
+    shape = sd["to_rgb1.bias"].shape
+    sd["to_rgb1.bias"] = np.zeros((1, 4, 1, 1), np.float32)
+    with pytest.raises(ConversionError, match=r"to_rgb1\.bias.*\(1, 4, 1, 1\).*" + re_shape(shape)):
+        convert("stylegan2", sd)
+
+
+def re_shape(shape):
+    return r"\(" + r", ".join(str(s) for s in shape) + r"\)"
+
+
+def test_unexpected_key_is_rejected():
+    sd = _tiny_state_dict()
+    sd["convs.0.extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(ConversionError, match=r"unexpected keys.*convs\.0\.extra\.weight"):
+        convert("stylegan2", sd)
+
+
+def test_not_a_generator():
+    with pytest.raises(ConversionError, match="not a StyleGAN2 generator"):
+        convert("stylegan2", {"features.0.weight": np.zeros((4, 3, 3, 3), np.float32)})
+    with pytest.raises(ConversionError, match="no 'g_ema'"):
+        convert("stylegan2", {"g": {}, "d": {}})
+
+
+def test_training_checkpoint_with_args_loads_weights_only(tmp_path):
+    torch = pytest.importorskip("torch")
+    from dds_jax.conversion import torch_io
+    sd = _tiny_state_dict()
+    ckpt = {"g_ema": {k: torch.from_numpy(v) for k, v in sd.items()},
+            "args": argparse.Namespace(size=16, lr=0.002)}
+    torch.save(ckpt, tmp_path / "train.pt")
+    obj = torch_io.load_pt(tmp_path / "train.pt")
+    cfg, _ = convert("stylegan2", obj)
+    assert cfg["style_dim"] == sd["style.1.weight"].shape[1]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickled_code_is_not_executed(tmp_path):
+    torch = pytest.importorskip("torch")
+    from dds_jax.conversion import torch_io
+    torch.save({"g_ema": {}, "payload": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights-only"):
+        torch_io.load_pt(tmp_path / "evil.pt")
+
+
+def test_checkpoint_round_trip(tmp_path):
+    sd = _tiny_state_dict()
+    cfg, variables = convert("stylegan2", sd)
+    checkpoint.save_model(tmp_path / "m", "stylegan2", cfg, variables)
+    with pytest.raises(FileExistsError):
+        checkpoint.save_model(tmp_path / "m", "stylegan2", cfg, variables)
+    model = checkpoint.load_model(tmp_path / "m")
+    assert model.kind == "stylegan2" and model.config == cfg
+    saved, restored = dict(_flatten(variables)), dict(_flatten(model.params))
+    assert set(saved) == set(restored)
+    for k, v in saved.items():
+        np.testing.assert_array_equal(restored[k], v, err_msg=k)
+    with pytest.raises(ValueError, match="expected 'segmenter'"):
+        checkpoint.load_model(tmp_path / "m", expect_kind="segmenter")
