@@ -86,3 +86,41 @@ def load_model(directory, expect_kind: str = None) -> Model:
 def _to_numpy(tree):
     import jax
     return jax.tree_util.tree_map(lambda x: np.asarray(x), tree)
+
+
+# --------------------------------------------------------------------------------------------------
+# Arbitrary pytrees (optimiser state of a long run), saved by leaf index so any structure restores
+# --------------------------------------------------------------------------------------------------
+def save_pytree(directory, tree) -> None:
+    """Save ``tree``'s leaves with orbax into ``directory`` atomically (write aside, then swap)."""
+    import jax
+    directory = pathlib.Path(directory).absolute()
+    leaves = jax.tree_util.tree_leaves(jax.device_get(tree))
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ckptr = _checkpointer()
+    ckptr.save(tmp, {str(i): np.asarray(x) for i, x in enumerate(leaves)})
+    ckptr.wait_until_finished()
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_pytree(directory, like):
+    """Restore leaves saved by :func:`save_pytree` into the structure of ``like`` (shapes checked)."""
+    import jax
+    directory = pathlib.Path(directory).absolute()
+    saved = _checkpointer().restore(directory)
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    if len(saved) != len(leaves):
+        raise ValueError(f"{directory}: holds {len(saved)} arrays, expected {len(leaves)}")
+    out = []
+    for i, ref in enumerate(leaves):
+        arr = np.asarray(saved[str(i)])
+        if arr.shape != np.shape(ref):
+            raise ValueError(f"{directory}: array {i} has shape {arr.shape}, expected {np.shape(ref)}")
+        out.append(arr.astype(np.asarray(ref).dtype))
+    return jax.tree_util.tree_unflatten(treedef, out)

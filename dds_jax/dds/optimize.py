@@ -1,0 +1,617 @@
+"""Batched DDS latent optimisation (paper Algorithm 1) for many seeds in one compiled function.
+
+One call of the function made by :func:`make_run_chunk` runs ``chunk`` iterations for every problem of
+the batch: generators + backbone + losses + gradient + optax Adam update are ONE ``jax.jit`` function,
+vmapped over the seed axis, iterated with ``lax.scan``; the seed axis is sharded over a
+``jax.sharding.Mesh`` (axis name ``'seeds'``). Model weights are explicit arguments of the jitted
+function (never closed-over constants), the optimiser state is donated.
+
+Typical use (the CLI does the same with checkpoints between chunks)::
+
+    models = DDSModels.create(gen_s, gen_t, "vgg16", vgg_params)
+    inputs = prepare_inputs(models, zs, cfg, key, seg_fn=segment)     # x_s, x_t, y_s, y_t, x_c
+    inputs, n = pad_seeds(inputs, mesh.size)
+    state = init_state(models, inputs, cfg, key, mesh=mesh)
+    run = make_run_chunk(models, cfg, chunk=50, snapshot_every=50, mesh=mesh)
+    for _ in range(cfg.iterations // 50):
+        state, out = run(state, inputs)          # out.losses[name]: [50, B]; out.snapshots [1, B, H, W, 3]
+    images = final_images(models, state, inputs, cfg)["result"]
+
+Problems vs seeds: ``direction='both'`` puts the s2t and the t2s problem of each seed on the seed axis
+(``Inputs.seed`` maps a problem to its seed, ``Inputs.t2s`` says which direction it is).
+"""
+import dataclasses
+import functools
+import math
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dds_jax.dds import losses
+from dds_jax.dds.perceptual import GENERATOR, backbone_features, check_backbone
+from dds_jax.models import stylegan2 as sg
+
+SEEDS = "seeds"
+MODES = ("paper", "reference")
+LATENT_SPACES = ("z", "w", "w+")
+DIRECTIONS = ("s2t", "t2s", "both")
+DIRECTION_ALIASES = {"d1": "t2s", "d2": "s2t"}   # released DDS_main loops (reference mode)
+INITS = ("random", "mean")
+
+# Mode defaults for the fields left as None in DDSConfig.
+_DEFAULTS = {
+    "paper": dict(latent_space="z", init="random", alpha=0.9, beta=1.0, gamma=0.5, perceptual_weight=1.0,
+                  iterations=1000, truncation_source=1.0, truncation_target=1.0),
+    "reference": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
+                      iterations=1002, truncation_source=0.7, truncation_target=1.0),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration and models
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DDSConfig:
+    """Options of one DDS run; ``None`` fields take the mode's default (see ``resolved``).
+
+    mode: ``paper`` (Eqs. 1-6, two generators, ẑ random in Z) or ``reference`` (the released
+      ``DDS_main.py`` loop: the SOURCE generator only, W+ latent from the mean latent, weights 2/1/3,
+      fresh noise inputs that are not optimised but re-normalised after every step).
+    direction: ``s2t`` (source parts into the target image), ``t2s``, or ``both`` (two problems per
+      seed). Reference mode: ``t2s`` = the released first loop D1 (``cross_over_source``), ``s2t`` = D2
+      (``cross_over_target``); aliases ``d1``/``d2``.
+    latent_space: ``z`` | ``w`` | ``w+``; init: ``random`` (paper footnote 3) | ``mean``.
+    Loss = α(λ_p L_p,s + MSE_s) + β(λ_p L_p,t + MSE_t) + γ L_c (λ_p = ``perceptual_weight``):
+      paper α, β, γ, λ_p = 0.9, 1, 0.5, 1; reference 1, 1, 3, 2.
+    backbone: a registry name (vgg16, alexnet, ...) or ``generator`` (Appendix D);
+      perceptual_size: images and masks go through ``Upsample(scale_factor=perceptual_size/R)`` before
+      the backbone, as the released ``caluclate_loss`` (256; None = native resolution).
+    Adam: lr, b1, b2, eps (torch defaults). truncation_*: of the INPUT images x_s, x_t.
+    """
+    mode: str = "paper"
+    direction: str = "s2t"
+    latent_space: Optional[str] = None
+    init: Optional[str] = None
+    paired: bool = True
+    backbone: str = "vgg16"
+    imagenet_normalize: bool = False
+    perceptual_size: Optional[int] = 256
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
+    gamma: Optional[float] = None
+    perceptual_weight: Optional[float] = None
+    lr: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    iterations: Optional[int] = None
+    truncation_source: Optional[float] = None
+    truncation_target: Optional[float] = None
+    truncation_mean: int = 4096       # z's averaged for a truncation latent when none is given
+    n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
+
+    def __post_init__(self):
+        object.__setattr__(self, "direction", DIRECTION_ALIASES.get(self.direction, self.direction))
+        for field, allowed in (("mode", MODES), ("direction", DIRECTIONS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"DDSConfig.{field} = {getattr(self, field)!r}; one of {allowed}")
+        for field, allowed in (("latent_space", LATENT_SPACES), ("init", INITS)):
+            v = getattr(self, field)
+            if v is not None and v not in allowed:
+                raise ValueError(f"DDSConfig.{field} = {v!r}; one of {allowed}")
+
+    def resolved(self) -> "DDSConfig":
+        """A copy with every ``None`` field set to the mode's default."""
+        fill = {k: v for k, v in _DEFAULTS[self.mode].items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fill) if fill else self
+
+    @property
+    def weights(self) -> Tuple[float, float, float, float]:
+        c = self.resolved()
+        return (float(c.alpha), float(c.beta), float(c.gamma), float(c.perceptual_weight))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DDSModels:
+    """The networks of a run: static architecture + ``params`` (a pytree passed to the jitted step).
+
+    params = {"g_s": G_s variables, "g_t": G_t variables, "backbone": backbone params or None}.
+    """
+    config_s: sg.GeneratorConfig
+    config_t: sg.GeneratorConfig
+    backbone: str
+    params: dict
+
+    @classmethod
+    def create(cls, gen_s: sg.LoadedGenerator, gen_t: sg.LoadedGenerator, backbone: str = "vgg16",
+               backbone_params=None) -> "DDSModels":
+        a, b = gen_s.config, gen_t.config
+        for what in ("size", "style_dim", "n_latent"):
+            if getattr(a, what) != getattr(b, what):
+                raise ValueError(f"source and target generators differ in {what}: {getattr(a, what)} vs "
+                                 f"{getattr(b, what)}; DDS needs two generators with the same latent "
+                                 "space and resolution")
+        check_backbone(backbone)
+        if backbone != GENERATOR and backbone_params is None:
+            raise ValueError(f"backbone {backbone!r} needs its converted weights (backbone_params)")
+        params = {"g_s": gen_s.variables, "g_t": gen_t.variables,
+                  "backbone": None if backbone == GENERATOR else backbone_params}
+        return cls(a, b, backbone, params)
+
+    @property
+    def gen_s(self) -> sg.Generator:
+        return sg.Generator(self.config_s)
+
+    @property
+    def gen_t(self) -> sg.Generator:
+        return sg.Generator(self.config_t)
+
+    @property
+    def statics(self):
+        """Hashable architecture key (for caching compiled functions)."""
+        return (self.config_s, self.config_t, self.backbone)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pytrees: inputs, state, chunk output (every leaf has the problem axis first)
+# --------------------------------------------------------------------------------------------------
+class Inputs(NamedTuple):
+    """Per-problem inputs, NHWC float32. ``w_s``/``w_t``: W+ latents that generated x_s/x_t (needed by
+    the generator backbone; None for given images). ``t2s``: direction of the problem; ``seed``: index
+    of its seed in the caller's list; ``valid``: False for padding."""
+    x_s: jnp.ndarray
+    x_t: jnp.ndarray
+    y_s: jnp.ndarray
+    y_t: jnp.ndarray
+    x_c: jnp.ndarray
+    t2s: jnp.ndarray
+    seed: jnp.ndarray
+    valid: jnp.ndarray
+    w_s: Optional[jnp.ndarray] = None
+    w_t: Optional[jnp.ndarray] = None
+
+
+class State(NamedTuple):
+    """Optimisation state per problem: the latent ẑ ([D] or [n_latent, D]), its Adam state, the noise
+    inputs (reference mode; () in paper mode), iterations done, ``alive`` (False once a non-finite loss
+    or gradient stopped the problem; False from the start for padding) and the iteration it stopped at."""
+    latent: jnp.ndarray
+    opt_state: optax.OptState
+    noises: Tuple[jnp.ndarray, ...]
+    step: jnp.ndarray
+    alive: jnp.ndarray
+    stopped_at: jnp.ndarray
+
+
+class ChunkOutput(NamedTuple):
+    """losses[name] [chunk, B] (names: :data:`losses.TERMS`, at the latent BEFORE each update);
+    snapshots [chunk // k, B, H, W, 3]: x̂ at iterations ``snapshot_steps`` [chunk // k, B] (the first of
+    each group of k); grads [chunk, B, *latent] when asked for."""
+    losses: Dict[str, jnp.ndarray]
+    snapshots: Optional[jnp.ndarray] = None
+    snapshot_steps: Optional[jnp.ndarray] = None
+    grads: Optional[jnp.ndarray] = None
+
+
+def optimizer(cfg: DDSConfig) -> optax.GradientTransformation:
+    """torch ``optim.Adam(lr)`` (constant lr, no weight decay): same update formula as optax.adam."""
+    return optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
+def mask_is_empty(mask) -> np.ndarray:
+    """[B] bool: masks [B, H, W, 1] with no foreground pixel (> 0.5). The caller warns and drops them."""
+    m = np.asarray(mask)
+    return ~np.any(m > 0.5, axis=tuple(range(1, m.ndim)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+def _direction_flags(direction: str, n: int):
+    """(t2s flags, seed indices) of the problems of n seeds."""
+    seeds = np.arange(n, dtype=np.int32)
+    if direction == "both":
+        return np.r_[np.zeros(n, bool), np.ones(n, bool)], np.r_[seeds, seeds]
+    return np.full(n, direction == "t2s"), seeds
+
+
+def inputs_from_images(x_s, x_t, y_s, y_t, cfg: DDSConfig, w_s=None, w_t=None) -> Inputs:
+    """Problems from given images [B, H, W, 3] and binary masks [B, H, W, 1] (x_c per Eq. 1)."""
+    cfg = cfg.resolved()
+    x_s, x_t, y_s, y_t = (jnp.asarray(a, jnp.float32) for a in (x_s, x_t, y_s, y_t))
+    if x_s.shape != x_t.shape or y_s.shape != y_t.shape or y_s.shape[:3] != x_s.shape[:3]:
+        raise ValueError(f"image/mask shapes disagree: x_s {x_s.shape}, x_t {x_t.shape}, "
+                         f"y_s {y_s.shape}, y_t {y_t.shape}")
+    t2s, seed = _direction_flags(cfg.direction, x_s.shape[0])
+    take = lambda a: None if a is None else jnp.asarray(a)[jnp.asarray(seed)]
+    x_s, x_t, y_s, y_t, w_s, w_t = map(take, (x_s, x_t, y_s, y_t, w_s, w_t))
+    flags = jnp.asarray(t2s)[:, None, None, None]
+    x_c = losses.crossover(x_s, x_t, y_s, y_t, cfg.mode, flags)
+    return Inputs(x_s, x_t, y_s, y_t, x_c, jnp.asarray(t2s), jnp.asarray(seed),
+                  jnp.ones(len(seed), bool), w_s, w_t)
+
+
+@functools.lru_cache(maxsize=None)
+def _generate_fn(config: sg.GeneratorConfig):
+    module = sg.Generator(config)
+
+    @jax.jit
+    def generate(variables, z, truncation, w_avg):
+        w = module.apply(variables, z, method=sg.Generator.style)
+        w = w_avg + truncation * (w - w_avg)
+        wplus = jnp.repeat(w[:, None], config.n_latent, axis=1)
+        img, feats = module.apply(variables, wplus, input_is_latent=True)   # noise buffers
+        return wplus, img, feats
+    return generate
+
+
+def _truncation_latent(module, variables, latent_avg, truncation, key, n):
+    if truncation >= 1:
+        return jnp.zeros((module.config.style_dim,), jnp.float32)
+    if latent_avg is not None:
+        return jnp.asarray(latent_avg)
+    return sg.mean_latent(module, variables, key, n)
+
+
+def prepare_inputs(models: DDSModels, zs, cfg: DDSConfig, key=None, seg_fn=None, masks=None,
+                   trunc_latents=None) -> Inputs:
+    """x_s = G_s(z_s), x_t = G_t(z_t) (noise buffers, the configured truncation), their masks, x_c.
+
+    zs: [B, style_dim] (paired: one z* for both) or a pair (z_s, z_t) (unpaired, Fig. 11-12).
+    Masks: ``masks=(y_s, y_t)`` given, or ``seg_fn(images, features) -> [B, H, W, 1]`` binary masks
+    (a pair of functions for two segmenters). trunc_latents: (w_avg_s, w_avg_t) for truncation < 1;
+    else the checkpoint's ``latent_avg``, else the mean of ``truncation_mean`` random w's from ``key``.
+    """
+    cfg = cfg.resolved()
+    z_s, z_t = zs if isinstance(zs, (tuple, list)) else (zs, zs)
+    key = jax.random.PRNGKey(0) if key is None else key
+    k_s, k_t = jax.random.split(key)
+    avg = trunc_latents or (None, None)
+    out = []
+    for cfg_g, name, z, t, k, a in ((models.config_s, "g_s", z_s, cfg.truncation_source, k_s, avg[0]),
+                                    (models.config_t, "g_t", z_t, cfg.truncation_target, k_t, avg[1])):
+        variables = models.params[name]
+        if a is None:
+            a = _truncation_latent(sg.Generator(cfg_g), variables, variables.get("latent_avg"), t, k,
+                                   cfg.truncation_mean)
+        out.append(_generate_fn(cfg_g)(variables, jnp.asarray(z, jnp.float32), jnp.float32(t), a))
+    (w_s, x_s, f_s), (w_t, x_t, f_t) = out
+    if masks is not None:
+        y_s, y_t = masks
+    elif seg_fn is not None:
+        seg_s, seg_t = seg_fn if isinstance(seg_fn, (tuple, list)) else (seg_fn, seg_fn)
+        y_s, y_t = seg_s(x_s, f_s), seg_t(x_t, f_t)
+    else:
+        raise ValueError("prepare_inputs needs masks=(y_s, y_t) or a seg_fn")
+    return inputs_from_images(x_s, x_t, y_s, y_t, cfg, w_s, w_t)
+
+
+# --------------------------------------------------------------------------------------------------
+# Seed axis: padding and sharding
+# --------------------------------------------------------------------------------------------------
+def seed_mesh(devices: Optional[Sequence] = None) -> Mesh:
+    """A 1-D mesh (axis ``'seeds'``) over ``devices`` (default: all local devices)."""
+    return Mesh(np.asarray(jax.local_devices() if devices is None else list(devices)), (SEEDS,))
+
+
+def pad_seeds(inputs: Inputs, multiple: int) -> Tuple[Inputs, int]:
+    """Pad the problem axis to a multiple of ``multiple`` with copies of the last problem marked
+    ``valid=False`` (their state starts dead: they never update). Returns (inputs, real count)."""
+    n = int(inputs.x_s.shape[0])
+    extra = -n % multiple
+    if extra == 0:
+        return inputs, n
+    idx = jnp.r_[jnp.arange(n), jnp.full(extra, n - 1)]
+    padded = jax.tree_util.tree_map(lambda a: a[idx], inputs)
+    return padded._replace(valid=padded.valid.at[n:].set(False)), n
+
+
+def shard_seeds(tree, mesh: Optional[Mesh]):
+    """device_put every leaf with its leading (problem) axis split over the mesh."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, P(SEEDS)))
+
+
+def unpad(tree, n: int, axis: int = 0):
+    """The first n problems of every leaf (``axis`` = the problem axis: 1 for ChunkOutput)."""
+    return jax.tree_util.tree_map(lambda a: lax.slice_in_dim(a, 0, n, axis=axis), tree)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-problem computation (vmapped below)
+# --------------------------------------------------------------------------------------------------
+def _synth(module, variables, latent, space, noises=None):
+    """Render one problem's latent ([D] or [n_latent, D]) -> (image [1,H,W,3], features)."""
+    noise = None if not noises else [n[None] for n in noises]
+    return module.apply(variables, latent[None], input_is_latent=space != "z", noise=noise)
+
+
+def _select(flag, a, b):
+    """where(flag, a, b) over matching pytrees (per-problem role swap)."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+
+def _image_features(models: DDSModels, cfg: DDSConfig, params, img):
+    return backbone_features(models.backbone, params["backbone"],
+                             losses.perceptual_resize(img, cfg.perceptual_size), cfg.imagenet_normalize)
+
+
+def _masks_for(feats, mask, cfg: DDSConfig, generator_backbone: bool):
+    if not generator_backbone:
+        mask = losses.perceptual_resize(mask, cfg.perceptual_size)
+    return losses.layer_masks(mask, [f.shape[1:3] for f in feats])
+
+
+def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict:
+    """The constants of one problem's loss: masks per layer, masked input features F_j(x)·λ_j, masked
+    input pixels x·m and x_c. Computed once per chunk (the released code recomputes F_j(x) every step)."""
+    one = lambda a: a[None]
+    x_s, x_t, y_s, y_t = map(one, (inp.x_s, inp.x_t, inp.y_s, inp.y_t))
+    x_a, m_a, x_b, m_b = losses.roles(x_s, x_t, y_s, y_t, cfg.mode, inp.t2s)
+    gen = models.backbone == GENERATOR
+    if gen:
+        if inp.w_s is None or inp.w_t is None:
+            raise ValueError("backbone='generator' needs the inputs' latents (use prepare_inputs, or pass "
+                             "w_s/w_t to inputs_from_images)")
+        _, f_s = _synth(models.gen_s, params["g_s"], inp.w_s, "w+")
+        _, f_t = _synth(models.gen_t, params["g_t"], inp.w_t, "w+")
+        if cfg.mode == "paper":
+            f_a, f_b = _select(inp.t2s, f_t, f_s), _select(inp.t2s, f_s, f_t)
+        else:
+            f_a, f_b = f_s, f_t
+    else:
+        f_a, f_b = _image_features(models, cfg, params, x_a), _image_features(models, cfg, params, x_b)
+    masks_a, masks_b = _masks_for(f_a, m_a, cfg, gen), _masks_for(f_b, m_b, cfg, gen)
+    return {"m_a": m_a, "m_b": m_b, "pix_a": x_a * m_a, "pix_b": x_b * m_b, "x_c": inp.x_c[None],
+            "masks_a": masks_a, "masks_b": masks_b,
+            "feat_a": losses.masked_targets(f_a, masks_a), "feat_b": losses.masked_targets(f_b, masks_b)}
+
+
+def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp: Inputs, tgt):
+    """(loss, (terms, x̂ [H, W, 3])) of one problem at ``latent``.
+
+    paper: I_s = G_s(ẑ), I_t = G_t(ẑ) (noise buffers); roles swapped for t2s; x̂ = the target-role
+    generator's image. reference: synth = G_s(ẑ, noise=noises) for every term (the released loop
+    optimises the SOURCE generator; its result is an image of G_s).
+    """
+    gen = models.backbone == GENERATOR
+    if cfg.mode == "reference":
+        img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
+        feats = f if gen else _image_features(models, cfg, params, img)
+        img_a = img_b = result = img
+        feats_a = feats_b = feats
+    else:
+        i_s, f_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
+        i_t, f_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
+        img_a, img_b = _select(inp.t2s, i_t, i_s), _select(inp.t2s, i_s, i_t)
+        if gen:
+            feats_a, feats_b = _select(inp.t2s, f_t, f_s), _select(inp.t2s, f_s, f_t)
+        else:
+            feats_a = _image_features(models, cfg, params, img_a)
+            feats_b = _image_features(models, cfg, params, img_b)
+        result = img_b
+    terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.mode, cfg.weights)
+    return terms["loss"], (terms, result[0])
+
+
+def normalize_noise(noise):
+    """Released ``noise_normalize_``: (n - mean) / std with the UNBIASED std (torch default)."""
+    n = noise.size
+    mean = jnp.mean(noise)
+    std = jnp.sqrt(jnp.sum(jnp.square(noise - mean)) / (n - 1))
+    return (noise - mean) / std
+
+
+def _problem_step(models: DDSModels, cfg: DDSConfig, opt, params, st: State, inp: Inputs, tgt):
+    """One Adam iteration of one problem; a non-finite loss/gradient stops it (no update, alive=False)."""
+    (loss, (terms, img)), grad = jax.value_and_grad(problem_loss, has_aux=True)(
+        st.latent, models, cfg, params, st.noises, inp, tgt)
+    updates, opt_state = opt.update(grad, st.opt_state, st.latent)
+    latent = optax.apply_updates(st.latent, updates)
+    noises = tuple(normalize_noise(n) for n in st.noises)
+    ok = st.alive & jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
+    latent, opt_state, noises = _select(ok, (latent, opt_state, noises), (st.latent, st.opt_state, st.noises))
+    stopped_at = jnp.where(st.alive & ~ok, st.step, st.stopped_at)
+    return State(latent, opt_state, noises, st.step + 1, ok, stopped_at), terms, img, grad
+
+
+# --------------------------------------------------------------------------------------------------
+# State and the compiled chunk
+# --------------------------------------------------------------------------------------------------
+def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int):
+    """[n, D] (z, w) or [n, n_latent, D] (w+). random: z ~ N(0, I) (mapped through G_s for w/w+);
+    mean: 0 in Z, else the mean of G_s.style over ``n_mean_latent`` z's (released init), repeated."""
+    cfg = cfg.resolved()
+    g, v = models.gen_s, models.params["g_s"]
+    d = models.config_s.style_dim
+    if cfg.init == "random":
+        z = jax.random.normal(key, (n, d))
+        if cfg.latent_space == "z":
+            return z
+        w = g.apply(v, z, method=sg.Generator.style)
+    else:
+        if cfg.latent_space == "z":
+            return jnp.zeros((n, d))
+        w = jnp.broadcast_to(sg.mean_latent(g, v, key, cfg.n_mean_latent), (n, d))
+    if cfg.latent_space == "w+":
+        return jnp.repeat(w[:, None], models.config_s.n_latent, axis=1)
+    return w
+
+
+def init_state(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, latent0=None, noises0=None,
+               mesh: Optional[Mesh] = None) -> State:
+    """Initial state for every problem of ``inputs`` (padding starts dead). latent0 / noises0 override
+    the initial latents / the reference-mode noise inputs ([B, r, r, 1] per layer, fresh N(0,1) by
+    default as the released ``make_noise().normal_()``)."""
+    cfg = cfg.resolved()
+    b = int(inputs.x_s.shape[0])
+    k_lat, k_noise = jax.random.split(key)
+    # fresh buffers (jnp.array copies): the state is donated to the chunk function
+    latent = jnp.array(initial_latents(models, cfg, k_lat, b) if latent0 is None else latent0, jnp.float32)
+    if cfg.mode == "reference":
+        if noises0 is None:
+            shapes = models.config_s.noise_shapes()
+            keys = jax.random.split(k_noise, len(shapes))
+            noises0 = [jax.random.normal(k, (b,) + s[1:]) for k, s in zip(keys, shapes)]
+        noises = tuple(jnp.array(n, jnp.float32) for n in noises0)
+    else:
+        noises = ()
+    state = State(latent, jax.vmap(optimizer(cfg).init)(latent), noises, jnp.zeros(b, jnp.int32),
+                  jnp.array(inputs.valid, bool), jnp.full(b, -1, jnp.int32))
+    return shard_seeds(state, mesh)
+
+
+class RunChunk:
+    """``run(state, inputs) -> (state, ChunkOutput)``: ``chunk`` iterations for every problem, one
+    compiled call. ``jitted(params, state, inputs)`` is the underlying jax.jit function (``lower`` it
+    for cost / memory analysis); the state argument is donated."""
+
+    def __init__(self, jitted, params):
+        self.jitted, self.params = jitted, params
+
+    def __call__(self, state: State, inputs: Inputs):
+        return self.jitted(self.params, state, inputs)
+
+    def lower(self, state: State, inputs: Inputs):
+        return self.jitted.lower(self.params, state, inputs)
+
+
+def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every: int = 0,
+                   mesh: Optional[Mesh] = None, with_grads: bool = False) -> RunChunk:
+    """The jitted, vmapped, scanned optimisation of ``chunk`` iterations (see module docstring).
+
+    snapshot_every=k > 0 (must divide chunk): x̂ at the first iteration of each group of k (global
+    iterations ≡ step0 mod k, before that iteration's update). with_grads: also return every gradient.
+    mesh: shard the problem axis over it (inputs/state must have a multiple of mesh.size problems).
+    The compiled function depends only on the architectures and options, not on the weights: it is
+    cached, so later batches of seeds (and other models of the same shapes) reuse it.
+    """
+    cfg = cfg.resolved()
+    k = int(snapshot_every or 0)
+    if chunk < 1 or (k and chunk % k):
+        raise ValueError(f"chunk ({chunk}) must be >= 1 and a multiple of snapshot_every ({k})")
+    jitted = _chunk_fn(models.statics, cfg, int(chunk), k, mesh, bool(with_grads))
+    params = models.params
+    if mesh is not None:
+        params = jax.device_put(params, NamedSharding(mesh, P()))
+    return RunChunk(jitted, params)
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_fn(statics, cfg: DDSConfig, chunk: int, k: int, mesh: Optional[Mesh], with_grads: bool):
+    config_s, config_t, backbone = statics
+    models = DDSModels(config_s, config_t, backbone, {})
+    opt = optimizer(cfg)
+    step = jax.vmap(functools.partial(_problem_step, models, cfg, opt), in_axes=(None, 0, 0, 0))
+    targets = jax.vmap(functools.partial(make_targets, models, cfg), in_axes=(None, 0))
+    size = config_s.size
+
+    def run(params, state, inputs):
+        tgt = targets(params, inputs)
+
+        def one(carry, j):
+            st, snap = carry
+            st, terms, img, grad = step(params, st, inputs, tgt)
+            if k:
+                snap = jnp.where(j == 0, img, snap)
+            return (st, snap), (terms, grad if with_grads else None)
+
+        b = state.step.shape[0]
+        if k:
+            def group(st, _):
+                blank = jnp.zeros((b, size, size, 3), jnp.float32)
+                (st, snap), ys = lax.scan(one, (st, blank), jnp.arange(k))
+                return st, (ys, snap)
+            new, (ys, snaps) = lax.scan(group, state, None, length=chunk // k)
+            ys = jax.tree_util.tree_map(lambda a: a.reshape((chunk,) + a.shape[2:]), ys)
+            snap_steps = state.step[None] + k * jnp.arange(chunk // k, dtype=jnp.int32)[:, None]
+        else:
+            (new, _), ys = lax.scan(one, (state, None), jnp.arange(chunk))
+            snaps = snap_steps = None
+        terms, grads = ys
+        return new, ChunkOutput(terms, snaps, snap_steps, grads)
+
+    if mesh is None:
+        return jax.jit(run, donate_argnums=(1,))
+    rep, seeds = NamedSharding(mesh, P()), NamedSharding(mesh, P(SEEDS))
+    return jax.jit(run, donate_argnums=(1,), in_shardings=(rep, seeds, seeds),
+                   out_shardings=(seeds, NamedSharding(mesh, P(None, SEEDS))))
+
+
+@functools.lru_cache(maxsize=None)
+def _render_fn(statics, cfg: DDSConfig):
+    config_s, config_t, backbone = statics
+    models = DDSModels(config_s, config_t, backbone, {})
+
+    @jax.jit
+    def render(params, state: State, inputs: Inputs):
+        def one(latent, noises, t2s):
+            if cfg.mode == "reference":
+                return {"result": _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)[0][0]}
+            i_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)[0][0]
+            i_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)[0][0]
+            return {"result": jnp.where(t2s, i_s, i_t), "other": jnp.where(t2s, i_t, i_s)}
+        return jax.vmap(one)(state.latent, state.noises, inputs.t2s)
+    return render
+
+
+def final_images(models: DDSModels, state: State, inputs: Inputs, cfg: DDSConfig) -> Dict[str, jnp.ndarray]:
+    """x̂ of the current latents: ``result`` [B, H, W, 3] (paper: G_t(ẑ) for s2t, G_s(ẑ) for t2s;
+    reference: G_s(ẑ, noise=noises), what DDS_main saves) and, in paper mode, ``other`` = the
+    source-role generator's image of the same ẑ."""
+    return _render_fn(models.statics, cfg.resolved())(models.params, state, inputs)
+
+
+def failed_problems(state: State, inputs: Inputs):
+    """[(problem index, seed index, 't2s'|'s2t', iteration)] of the real problems stopped by a
+    non-finite loss or gradient."""
+    alive, valid = np.asarray(state.alive), np.asarray(inputs.valid)
+    seed, t2s, at = np.asarray(inputs.seed), np.asarray(inputs.t2s), np.asarray(state.stopped_at)
+    return [(int(i), int(seed[i]), "t2s" if t2s[i] else "s2t", int(at[i]))
+            for i in np.flatnonzero(valid & ~alive)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Convenience driver
+# --------------------------------------------------------------------------------------------------
+class RunResult(NamedTuple):
+    state: State
+    losses: Dict[str, np.ndarray]        # name -> [iterations, n]
+    snapshots: Optional[np.ndarray]      # [n_snapshots, n, H, W, 3]
+    images: Dict[str, np.ndarray]        # final_images, [n, H, W, 3]
+    failed: list                         # failed_problems
+
+
+def run_dds(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, chunk: int = 50,
+            snapshot_every: int = 0, mesh: Optional[Mesh] = None,
+            callback: Optional[Callable[[int, State, ChunkOutput], None]] = None) -> RunResult:
+    """Pad to the mesh, shard, optimise ``cfg.iterations`` iterations in chunks, un-pad."""
+    cfg = cfg.resolved()
+    multiple = 1 if mesh is None else mesh.size
+    inputs, n = pad_seeds(inputs, multiple)
+    inputs = shard_seeds(inputs, mesh)
+    state = init_state(models, inputs, cfg, key, mesh=mesh)
+    total = int(cfg.iterations)
+    chunk = min(chunk, total)
+    run = make_run_chunk(models, cfg, chunk, snapshot_every if chunk % max(snapshot_every, 1) == 0 else 0, mesh)
+    outs, done = [], 0
+    while done < total:
+        if total - done < chunk:    # a shorter final chunk (one more compile)
+            chunk = total - done
+            run = make_run_chunk(models, cfg, chunk, 0, mesh)
+        state, out = run(state, inputs)
+        done += chunk
+        if callback is not None:
+            callback(done, state, out)
+        outs.append(jax.device_get(unpad(out, n, axis=1)))
+    loss = {name: np.concatenate([o.losses[name] for o in outs]) for name in outs[0].losses}
+    snaps = [o.snapshots for o in outs if o.snapshots is not None]
+    images = jax.device_get(unpad(final_images(models, state, inputs, cfg), n))
+    return RunResult(unpad(state, n), loss, np.concatenate(snaps) if snaps else None, images,
+                     failed_problems(state, inputs))
