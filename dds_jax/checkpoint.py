@@ -27,8 +27,21 @@ class Model:
     path: pathlib.Path = None
 
 
+def _quiet_orbax_info() -> None:
+    """Orbax logs every save/restore at INFO through absl; keep its warnings, drop the chatter."""
+    import logging as std_logging
+    from absl import logging
+    handler = logging.get_absl_handler()
+    if not any(getattr(f, "_dds_orbax", False) for f in handler.filters):
+        def keep(record):
+            return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+        keep._dds_orbax = True
+        handler.addFilter(keep)
+
+
 def _checkpointer():
     import orbax.checkpoint as ocp
+    _quiet_orbax_info()
     return ocp.StandardCheckpointer()
 
 

@@ -18,19 +18,24 @@ from dds_jax import cli_utils
 from dds_jax.models import stylegan2 as sg
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ckpt", None, "Generator model directory (from convert/torch_to_flax.py --kind=stylegan2).")
-flags.DEFINE_string("seeds", "0-7", "Seeds: a range '0-7' or a list '1,5,9'. Ignored with --latents.")
-flags.DEFINE_string("latents", None, "A .npy of z's, float32 [N, style_dim], instead of --seeds.")
-flags.DEFINE_float("truncation", 1.0, "Truncation psi (1 = none).")
-flags.DEFINE_integer("truncation_mean", 4096,
-                     "z's averaged for the truncation latent when the checkpoint has no latent_avg.")
-flags.DEFINE_enum("noise", "const", ["const", "random"],
-                  "const: the checkpoint's fixed noise buffers; random: fresh noise per image.")
-flags.DEFINE_integer("batch_size", 8, "Images per forward pass.")
-flags.DEFINE_integer("noise_seed", 0, "PRNG seed for --noise=random and the truncation mean.")
-flags.DEFINE_bool("save_npy", False, "Also write images.npy (raw float32 NHWC, unclipped).")
-flags.DEFINE_string("out", None, "Output directory.")
-flags.mark_flags_as_required(["ckpt", "out"])
+
+
+def define_flags():
+    """CLI flags, defined only when this module is the entry point."""
+    flags.DEFINE_string("ckpt", None, "Generator model directory (from convert/torch_to_flax.py --kind=stylegan2).")
+    flags.DEFINE_string("seeds", "0-7", "Seeds: a range '0-7' or a list '1,5,9'. Ignored with --latents.")
+    flags.DEFINE_string("latents", None, "A .npy of z's, float32 [N, style_dim], instead of --seeds.")
+    flags.DEFINE_float("truncation", 1.0, "Truncation psi (1 = none).")
+    flags.DEFINE_integer("truncation_mean", 4096,
+                         "z's averaged for the truncation latent when the checkpoint has no latent_avg.")
+    flags.DEFINE_enum("noise", "const", ["const", "random"],
+                      "const: the checkpoint's fixed noise buffers; random: fresh noise per image.")
+    flags.DEFINE_integer("batch_size", 8, "Images per forward pass.")
+    flags.DEFINE_integer("noise_seed", 0, "PRNG seed for --noise=random and the truncation mean.")
+    flags.DEFINE_bool("save_npy", False, "Also write images.npy (raw float32 NHWC, unclipped).")
+    flags.DEFINE_string("out", None, "Output directory.")
+    flags.mark_flags_as_required(["ckpt", "out"])
+
 
 
 def truncation_latent(gen: sg.LoadedGenerator, n: int, key) -> jnp.ndarray:
@@ -110,4 +115,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,0 +1,20 @@
+"""LSUN horses <-> sketch horses, head mask, AlexNet perceptual loss (paper Sec. 5.2, Fig. 9).
+
+  python -m dds_jax.main --config=configs/horses.py
+
+The sketch-horse generator is adapted from the LSUN horse StyleGAN2 with 10 sketches (Appendix E).
+"""
+from dds_jax.config import base_config
+
+
+def get_config():
+    c = base_config()
+    # Models.
+    c.source_ckpt = "ckpt/horse_sketch"
+    c.target_ckpt = "ckpt/horse"
+    c.segmenter_ckpt = "ckpt/seg_horse_head"
+    c.backbone = "alexnet"
+    c.backbone_ckpt = "ckpt/alexnet"
+    # Output.
+    c.output_dir = "runs/horses"
+    return c

@@ -1,0 +1,300 @@
+"""The one-shot part segmenter in use: loading, part selection, binary masks and one-shot training.
+
+DDS (paper Sec. 3.2) segments the part to transfer with a RepurposingGAN ``FewShotCNN`` trained on the
+source generator's features from a single labelled sample; the same segmenter is applied to both
+generators, whose features share their architecture. Classes: 0 = background, ``i + 1`` = the
+``i``-th name of ``config["parts"]``.
+"""
+import dataclasses
+import functools
+import math
+import pathlib
+from typing import Any, Callable, List, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dds_jax import checkpoint
+from dds_jax.models import segmenter as seg_model
+from dds_jax.models import stylegan2 as sg
+
+
+@dataclasses.dataclass
+class Segmenter:
+    config: dict                     # {"size", "in_ch", "n_class", "parts"?: [names], ...}
+    params: Any
+    module: seg_model.FewShotCNN
+    path: Optional[pathlib.Path] = None
+
+    @property
+    def n_class(self) -> int:
+        return int(self.config["n_class"])
+
+    @property
+    def in_ch(self) -> int:
+        return int(self.config["in_ch"])
+
+    @property
+    def parts(self) -> List[str]:
+        return list(self.config.get("parts") or [])
+
+    def logits(self, features, image_size=None):
+        """[B, H, W, n_class] for a generator's feature list (memory-light first layer)."""
+        return self.module.apply({"params": self.params}, list(features), image_size)
+
+
+def from_params(config: dict, params, path=None) -> Segmenter:
+    """A :class:`Segmenter` from a config and parameters, checking that the two agree."""
+    info = seg_model.describe_params(params)
+    for k, v in info.items():
+        if k in config and config[k] != v:
+            raise ValueError(f"{path or 'segmenter'}: config says {k}={config[k]!r}, the parameters "
+                             f"have {k}={v!r}")
+    config = {**info, **config}
+    return Segmenter(config, params, seg_model.FewShotCNN(info["n_class"], info["size"]),
+                     None if path is None else pathlib.Path(path))
+
+
+def load_segmenter(path) -> Segmenter:
+    """A segmenter model directory (``convert/torch_to_flax.py --kind=segmenter`` or
+    ``python -m dds_jax.segment train``)."""
+    m = checkpoint.load_model(path, expect_kind="segmenter")
+    return from_params(dict(m.config), m.params, m.path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Compatibility and part selection
+# --------------------------------------------------------------------------------------------------
+def _generator_config(generator_config) -> sg.GeneratorConfig:
+    if isinstance(generator_config, sg.GeneratorConfig):
+        return generator_config
+    if isinstance(generator_config, sg.LoadedGenerator):
+        return generator_config.config
+    return sg.GeneratorConfig.from_dict(dict(generator_config))
+
+
+def generator_feature_channels(generator_config) -> int:
+    """Channels of the concatenated StyledConv features of a generator (5376 for config-f 256)."""
+    return int(sum(_generator_config(generator_config).feature_channels))
+
+
+def check_compatible(generator_config, seg: Segmenter) -> None:
+    """ValueError unless the generator's features have the channels the segmenter takes."""
+    cfg = _generator_config(generator_config)
+    have = generator_feature_channels(cfg)
+    if have != seg.in_ch:
+        where = f" ({seg.path})" if seg.path else ""
+        raise ValueError(f"segmenter{where} takes {seg.in_ch} feature channels, but the {cfg.size}x{cfg.size} "
+                         f"generator's {cfg.num_layers} feature maps have {have} channels in all: the "
+                         "segmenter was trained on another generator architecture")
+
+
+def parse_parts(parts: Union[None, str, Sequence[Union[str, int]]], seg: Segmenter) -> List[int]:
+    """Class indices of the parts to merge into the mask.
+
+    ``parts``: comma-separated text or a list of part names (``seg.config["parts"]``; part ``i`` is
+    class ``i + 1``, ``"background"`` is 0) and/or class indices. ``None`` or blank text: every class
+    but the background.
+    """
+    names = seg.parts
+    known = ", ".join([f"{n} ({i + 1})" for i, n in enumerate(names)] or ["(unnamed)"])
+    if parts is None or (isinstance(parts, str) and not parts.strip()):
+        out = list(range(1, seg.n_class))
+        if not out:
+            raise ValueError(f"the segmenter has {seg.n_class} class(es) and no part besides the background")
+        return out
+    tokens = [t.strip() for t in parts.split(",")] if isinstance(parts, str) else list(parts)
+    out = []
+    for t in tokens:
+        if isinstance(t, str) and t == "":
+            continue
+        if isinstance(t, (int, np.integer)) or (isinstance(t, str) and t.lstrip("-").isdigit()):
+            c = int(t)
+            if not 0 <= c < seg.n_class:
+                raise ValueError(f"part class {c} out of range: the segmenter has classes 0-{seg.n_class - 1} "
+                                 f"(0 = background; parts: {known})")
+        elif t in names:
+            c = names.index(t) + 1
+        elif t == "background":
+            c = 0
+        else:
+            raise ValueError(f"unknown part {t!r}; known parts: {known}")
+        if c not in out:
+            out.append(c)
+    if not out:
+        raise ValueError(f"no parts selected in {parts!r}; known parts: {known}")
+    return out
+
+
+def binary_mask_fn(seg: Segmenter, parts: Sequence[int]) -> Callable:
+    """``fn(images, features) -> float32 [B, H, W, 1]``: 1 where the segmenter's arg-max class is one of
+    ``parts`` (DDS: ``out.data.max(1)[1]``). ``images`` (NHWC) only gives the size; jitted."""
+    classes = jnp.asarray(sorted(set(int(p) for p in parts)), jnp.int32)
+    params = jax.device_put(seg.params)
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def masks(params, image_hw, features):
+        logits = seg.module.apply({"params": params}, list(features), image_hw)
+        return class_mask(jnp.argmax(logits, axis=-1), classes)
+
+    def fn(images, features):
+        return masks(params, tuple(int(s) for s in images.shape[1:3]), list(features))
+    return fn
+
+
+def class_mask(classes, parts) -> jnp.ndarray:
+    """[B, H, W] class map -> float32 [B, H, W, 1]: 1 where the class is in ``parts``."""
+    parts = jnp.asarray(parts, jnp.int32)
+    return jnp.any(classes[..., None] == parts, axis=-1, keepdims=True).astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Features and one-shot training (RepurposingGAN's recipe)
+# --------------------------------------------------------------------------------------------------
+def truncation_mean(gen: sg.LoadedGenerator, key=None, n: int = 4096):
+    """The checkpoint's ``latent_avg`` if it has one, else the mean of style(z) over ``n`` z's."""
+    if gen.latent_avg is not None:
+        return jnp.asarray(gen.latent_avg)
+    key = jax.random.PRNGKey(0) if key is None else key
+    return _mean_latent_fn(gen.config, int(n))(gen.variables, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_latent_fn(config: sg.GeneratorConfig, n: int):
+    module = sg.Generator(config)
+    return jax.jit(lambda variables, key: sg.mean_latent(module, variables, key, n))
+
+
+@functools.lru_cache(maxsize=8)
+def forward_fn(config: sg.GeneratorConfig, fused: bool = False):
+    """A cached jitted ``(variables, z, psi, w_avg) -> (images, features)`` (fixed noise buffers)."""
+    module = sg.Generator(config, fused=fused)
+
+    @jax.jit
+    def forward(variables, z, truncation, w_avg):
+        w = module.apply(variables, z, method=sg.Generator.style)
+        w = w_avg + truncation * (w - w_avg)          # rosinality's truncation trick, traced psi
+        return module.apply(variables, w, input_is_latent=True)
+    return forward
+
+
+def generate(gen: sg.LoadedGenerator, z, truncation: float = 1.0, truncation_latent=None,
+             batch_size: int = 4):
+    """Images [N, H, W, 3] and features (list of [N, h, w, C]) for the z's, with the checkpoint's fixed
+    noise buffers, as numpy arrays. ``truncation_latent`` is needed when ``truncation < 1``."""
+    z = np.asarray(z, np.float32)
+    if z.ndim != 2 or z.shape[1] != gen.config.style_dim:
+        raise ValueError(f"z must be [N, {gen.config.style_dim}], got shape {z.shape}")
+    if truncation < 1 and truncation_latent is None:
+        raise ValueError("truncation < 1 needs truncation_latent (see truncation_mean())")
+    w_avg = (jnp.zeros((gen.config.style_dim,), jnp.float32) if truncation >= 1
+             else jnp.asarray(truncation_latent, jnp.float32))
+    psi = jnp.float32(min(float(truncation), 1.0))
+    forward = forward_fn(gen.config, bool(getattr(gen.module, "fused", False)))
+    images, feats = [], []
+    bs = max(1, min(batch_size, len(z)))
+    for start in range(0, len(z), bs):
+        zb = z[start:start + bs]
+        pad = bs - len(zb)
+        if pad:
+            zb = np.concatenate([zb, np.zeros((pad, zb.shape[1]), np.float32)])
+        img, fs = jax.device_get(forward(gen.variables, jnp.asarray(zb), psi, w_avg))
+        images.append(img[:bs - pad])
+        feats.append([f[:bs - pad] for f in fs])
+    return np.concatenate(images), [np.concatenate(f) for f in zip(*feats)]
+
+
+def make_optimizer(lr: float = 1e-3, weight_decay: float = 1e-3, steps_per_epoch: int = 1,
+                   decay_every: int = 50, decay_factor: float = 0.1) -> optax.GradientTransformation:
+    """``torch.optim.Adam(lr, weight_decay)`` (L2 added to the gradient before Adam) with
+    ``StepLR(step_size=decay_every epochs, gamma=decay_factor)``."""
+    period = max(1, steps_per_epoch * decay_every)
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+        optax.scale_by_schedule(lambda count: decay_factor ** (count // period)),
+        optax.scale(-lr))
+
+
+def pixel_cross_entropy(logits, labels):
+    """``F.cross_entropy(out, label, reduction='mean')`` over every pixel. logits NHWC, labels [B,H,W]."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str = "S", epochs: int = 100,
+                    truncation: float = 0.7, key=None, lr: float = 1e-3, weight_decay: float = 1e-3, *,
+                    truncation_latent=None, batch_size: int = 1, decay_every: int = 50,
+                    decay_factor: float = 0.1, parts: Optional[Sequence[str]] = None,
+                    callback: Optional[Callable[[int, float], None]] = None, progress: bool = False):
+    """Train a FewShotCNN on the generator's features of a few labelled samples (paper Sec. 3.2).
+
+    RepurposingGAN's recipe: features of ``G(z)`` (truncation ``truncation`` towards the checkpoint's
+    ``latent_avg`` or ``truncation_latent``; fixed noise buffers, so the features are those of the
+    images that were labelled), pixel-wise cross-entropy over every pixel, Adam(lr) with L2 weight
+    decay, learning rate x ``decay_factor`` every ``decay_every`` epochs, ``epochs`` passes over the
+    samples in random order, ``batch_size`` samples per step (1 in the original), PyTorch default init.
+
+    z: [N, style_dim]; labels: int [N, H, W] in [0, n_class). ``callback(epoch, mean_loss)`` after every
+    epoch (1-based). Returns ``(config, params)`` with config ``{"size", "in_ch", "n_class", "parts"?,
+    "training": {...}}`` and numpy params.
+    """
+    z = np.asarray(z, np.float32)
+    labels = np.asarray(labels)
+    n = len(z)
+    H = W = gen.config.size
+    if labels.shape != (n, H, W):
+        raise ValueError(f"labels must be [N={n}, {H}, {W}] for {n} latents of a {H}x{W} generator, "
+                         f"got shape {labels.shape}")
+    if labels.min() < 0 or labels.max() >= n_class:
+        raise ValueError(f"label values must lie in [0, {n_class}), found {labels.min()}..{labels.max()}")
+    if parts is not None and len(parts) != n_class - 1:
+        raise ValueError(f"{len(parts)} part names for {n_class} classes (expected n_class - 1)")
+    key = jax.random.PRNGKey(0) if key is None else key
+    k_avg, k_init, k_order = jax.random.split(key, 3)
+    w_avg = None
+    if truncation < 1:
+        w_avg = truncation_latent if truncation_latent is not None else truncation_mean(gen, k_avg)
+    _, feats = generate(gen, z, truncation, w_avg)
+    in_ch = sum(f.shape[-1] for f in feats)
+    params = seg_model.init_params(k_init, in_ch, n_class, size)
+    module = seg_model.FewShotCNN(n_class, size)
+    bs = max(1, min(int(batch_size), n))
+    steps_per_epoch = math.ceil(n / bs)
+    tx = make_optimizer(lr, weight_decay, steps_per_epoch, decay_every, decay_factor)
+    opt_state = jax.jit(tx.init)(params)
+    feats = [jnp.asarray(f) for f in feats]
+    labels = jnp.asarray(labels, jnp.int32)
+
+    @jax.jit
+    def step(params, opt_state, feats, labels, idx):
+        def loss_fn(p):
+            return pixel_cross_entropy(module.apply({"params": p}, [f[idx] for f in feats], (H, W)),
+                                       labels[idx])
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    from tqdm import tqdm
+    bar = tqdm(range(1, epochs + 1), desc="segmenter", unit="epoch", disable=not progress)
+    loss_value = float("nan")
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_order)).tolist())
+    for epoch in bar:
+        order = rng.permutation(n)
+        losses = []
+        for start in range(0, n, bs):
+            idx = np.asarray(order[start:start + bs], np.int32)
+            params, opt_state, loss = step(params, opt_state, feats, labels, idx)
+            losses.append(loss)
+        loss_value = float(np.mean(jax.device_get(losses)))
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if callback is not None:
+            callback(epoch, loss_value)
+    config = {"size": size, "in_ch": int(in_ch), "n_class": int(n_class),
+              "training": {"epochs": int(epochs), "n_samples": int(n), "truncation": float(truncation),
+                           "lr": float(lr), "weight_decay": float(weight_decay), "batch_size": bs,
+                           "final_loss": loss_value, "generator_size": int(gen.config.size)}}
+    if parts is not None:
+        config["parts"] = list(parts)
+    return config, jax.tree_util.tree_map(np.asarray, jax.device_get(params))
