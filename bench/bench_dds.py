@@ -5,7 +5,9 @@
 
 Random generator / backbone weights (no downloads), paper mode (two generators, Z latent), masks are
 centred squares. Reports compile time, seconds per chunk, seed-iterations/s and the compiled program's
-temporary memory (XLA's memory_analysis), as a Markdown table for BENCHMARKS.md.
+memory (XLA's memory_analysis: arguments + outputs + temporaries) and the achieved FLOP/s (XLA's
+cost_analysis FLOPs of the chunk / its wall time) next to a plain float32 matmul on the same machine,
+as a Markdown table for BENCHMARKS.md.
 """
 import platform
 import time
@@ -53,7 +55,11 @@ def bench(models, cfg, batch, chunk, repeats):
     compiled = run.lower(state, inputs).compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
-    temp_gb = getattr(mem, "temp_size_in_bytes", 0) / 2 ** 30 if mem is not None else float("nan")
+    peak_gb = float("nan")
+    if mem is not None:
+        peak_gb = sum(getattr(mem, f, 0) for f in ("argument_size_in_bytes", "output_size_in_bytes",
+                                                    "temp_size_in_bytes")) / 2 ** 30
+    flops = _flops(compiled)
     state, out = run(state, inputs)
     jax.block_until_ready(out.losses["loss"])
     t0 = time.perf_counter()
@@ -61,7 +67,25 @@ def bench(models, cfg, batch, chunk, repeats):
         state, out = run(state, inputs)
         jax.block_until_ready(out.losses["loss"])
     per_chunk = (time.perf_counter() - t0) / repeats
-    return compile_s, per_chunk, batch * chunk / per_chunk, temp_gb
+    return compile_s, per_chunk, batch * chunk / per_chunk, peak_gb, flops / per_chunk
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
+    """Achieved FLOP/s of a plain n x n float32 matmul: the machine's practical ceiling."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        f(a).block_until_ready()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
 
 
 def main(argv):
@@ -71,12 +95,15 @@ def main(argv):
     dev = jax.devices()[0]
     print(f"# DDS {FLAGS.mode} mode, generators {FLAGS.size}x{FLAGS.size} config-f, backbone {FLAGS.backbone}, "
           f"{len(jax.devices())} x {dev.platform} ({dev.device_kind}), {platform.machine()}, jax {jax.__version__}")
-    print("| seeds | chunk | compile s | s / chunk | seed-iterations/s | s / 1000 it (all seeds) | temp GiB |")
-    print("|---|---|---|---|---|---|---|")
+    peak = matmul_flops_per_s()
+    print(f"# plain 2048^2 float32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print("| size | seeds | chunk | compile s | s / chunk | seed-it/s | s per 1000 it (all seeds) | peak GiB "
+          "| GFLOP/s | % of matmul |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for batch in (int(b) for b in FLAGS.batches.split(",")):
-        c, t, ips, gb = bench(models, cfg, batch, FLAGS.chunk, FLAGS.repeats)
-        print(f"| {batch} | {FLAGS.chunk} | {c:.1f} | {t:.2f} | {ips:.2f} | {1000 * batch / ips:.0f} | {gb:.2f} |",
-              flush=True)
+        c, t, ips, gb, fps = bench(models, cfg, batch, FLAGS.chunk, FLAGS.repeats)
+        print(f"| {FLAGS.size} | {batch} | {FLAGS.chunk} | {c:.1f} | {t:.2f} | {ips:.3f} | {1000 * batch / ips:.0f} "
+              f"| {gb:.2f} | {fps / 1e9:.1f} | {100 * fps / peak:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":
