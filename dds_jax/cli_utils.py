@@ -89,3 +89,14 @@ def z_from_seeds(seeds: Sequence[int], style_dim: int) -> np.ndarray:
     maps a seed to the same z, so seed 7 in ``sample``, ``segment`` and ``main`` is the same image."""
     return np.stack([np.random.default_rng(int(s)).standard_normal(style_dim).astype(np.float32)
                      for s in seeds])
+
+
+def save_figure(fig, path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)

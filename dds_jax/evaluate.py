@@ -20,6 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from dds_jax import checkpoint as ckpt_io
+from dds_jax import cli_utils
 from dds_jax import run_io
 
 ROWS = (("source", "D_s"), ("crossover", "{x_c}"), ("target", "D_t"))
@@ -151,12 +152,7 @@ def plot_fid_curves(curves: Dict[str, Dict[str, list]], path) -> None:
     ax.set_ylabel("FID")
     ax.set_title("FID during latent optimisation")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    cli_utils.save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------

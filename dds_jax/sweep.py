@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dds_jax import checkpoint as ckpt_io
+from dds_jax import cli_utils
 from dds_jax import evaluate, pipeline
 
 PARAMS = ("alpha", "beta", "gamma")
@@ -71,12 +72,7 @@ def plot_sweep(results: Dict[str, List[dict]], path, metric: str) -> None:
     ax.set_ylabel(f"{metric.upper()} vs D_t")
     ax.set_title("Impact of α, β, γ (Eq. 6)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    cli_utils.save_figure(fig, path)
 
 
 FLAGS = flags.FLAGS

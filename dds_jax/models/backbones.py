@@ -44,6 +44,7 @@ import numpy as np
 from flax import traverse_util
 
 from dds_jax.conversion.statedict import ConversionError, StateDictReader, conv_oihw_to_hwio
+from dds_jax.models.layers import BatchNormInference
 
 HIGHEST = jax.lax.Precision.HIGHEST
 BN_EPS = 1e-5
@@ -86,19 +87,9 @@ def max_pool(x, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = Fa
     return nn.max_pool(x, (kernel, kernel), strides=(stride, stride), padding=pads)
 
 
-class BatchNorm(nn.Module):
-    """``BatchNorm2d`` in eval mode (running statistics); parameters carry the torch names."""
-    eps: float = BN_EPS
-
-    @nn.compact
-    def __call__(self, x):
-        c = x.shape[-1]
-        weight = self.param("weight", nn.initializers.ones, (c,))
-        bias = self.param("bias", nn.initializers.zeros, (c,))
-        mean = self.param("running_mean", nn.initializers.zeros, (c,))
-        var = self.param("running_var", nn.initializers.ones, (c,))
-        scale = weight * jax.lax.rsqrt(var + self.eps)
-        return x * scale + (bias - mean * scale)
+def BatchNorm(name: str) -> nn.Module:
+    """Inference BatchNorm with torchvision's eps (1e-5)."""
+    return BatchNormInference(eps=BN_EPS, name=name)
 
 
 # ----------------------------------------------------------------------------- networks

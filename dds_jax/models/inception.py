@@ -26,6 +26,7 @@ import numpy as np
 from flax import traverse_util
 
 from dds_jax import ops
+from dds_jax.models.layers import BatchNormInference
 from dds_jax.conversion.statedict import (ConversionError, StateDictReader, conv_oihw_to_hwio,
                                           strip_prefix)
 
@@ -33,21 +34,6 @@ FEATURE_DIM = 2048
 INPUT_SIZE = 299
 BN_EPS = 1e-3
 HIGHEST = jax.lax.Precision.HIGHEST
-
-
-class BatchNormInference(nn.Module):
-    """BatchNorm2d in eval mode; parameters carry the torch names."""
-    eps: float = BN_EPS
-
-    @nn.compact
-    def __call__(self, x):
-        c = x.shape[-1]
-        weight = self.param("weight", nn.initializers.ones, (c,))
-        bias = self.param("bias", nn.initializers.zeros, (c,))
-        mean = self.param("running_mean", nn.initializers.zeros, (c,))
-        var = self.param("running_var", nn.initializers.ones, (c,))
-        scale = weight * jax.lax.rsqrt(var + self.eps)
-        return x * scale + (bias - mean * scale)
 
 
 class BasicConv2d(nn.Module):
@@ -62,7 +48,7 @@ class BasicConv2d(nn.Module):
         ph, pw = self.padding
         x = nn.Conv(self.features, self.kernel, strides=self.stride, padding=((ph, ph), (pw, pw)),
                     use_bias=False, precision=HIGHEST, name="conv")(x)
-        return nn.relu(BatchNormInference(name="bn")(x))
+        return nn.relu(BatchNormInference(eps=BN_EPS, name="bn")(x))
 
 
 def max_pool(x, stride: int, padding: int = 0):
