@@ -8,12 +8,13 @@ Seeded random weights (``backbones.random_params``; speed does not depend on the
 import os
 import platform
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from timing import time_compiled
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,18 +26,6 @@ flags.DEFINE_string("batches", "1,8", "Comma-separated batch sizes.")
 flags.DEFINE_string("backbones", ",".join(backbones.names()), "Comma-separated backbone names.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per configuration (after one warm-up).")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights and images.")
-
-
-def time_compiled(fn, args, repeats):
-    """(compile s, s per call) of ``jax.jit(fn)`` on ``args``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(compiled(*args))
-    return compile_s, (time.perf_counter() - t0) / repeats
 
 
 def bench(name, batch, size, repeats, seed):

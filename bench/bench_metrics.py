@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from timing import time_compiled
+
 from dds_jax import metrics
 from dds_jax.models import inception
 
@@ -23,18 +25,6 @@ flags.DEFINE_string("ssim_batches", "1,32", "Comma-separated SSIM batch sizes.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per configuration (after one warm-up).")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights and images.")
 flags.DEFINE_bool("sqrtm", True, "Also time the Fréchet distance of two 2048-d feature sets.")
-
-
-def time_compiled(fn, args, repeats):
-    """(compile s, s per call) of ``jax.jit(fn)`` on ``args``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(compiled(*args))
-    return compile_s, (time.perf_counter() - t0) / repeats
 
 
 def bench_inception(params, batch, size, repeats, rng):

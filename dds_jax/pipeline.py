@@ -133,7 +133,6 @@ def _take(inputs: opt.Inputs, idx: np.ndarray) -> opt.Inputs:
 def _initial_state(models, inputs, dcfg, c, mesh, batch_seeds):
     """Per-seed initial latents / noises (independent of how seeds are batched)."""
     base = jax.random.PRNGKey(c.init_seed)
-    n = int(inputs.x_s.shape[0])
     seeds = [batch_seeds[int(i)] for i in np.asarray(inputs.seed)]
     t2s = np.asarray(inputs.t2s)
     keys = [jax.random.fold_in(jax.random.fold_in(base, s), int(d)) for s, d in zip(seeds, t2s)]
@@ -143,7 +142,6 @@ def _initial_state(models, inputs, dcfg, c, mesh, batch_seeds):
         shapes = models.config_s.noise_shapes()
         noises0 = [jnp.stack([jax.random.normal(jax.random.fold_in(k, 1 + j), s[1:]) for k in keys])
                    for j, s in enumerate(shapes)]
-    del n
     return opt.init_state(models, inputs, dcfg, base, latent0=latent0, noises0=noises0, mesh=mesh)
 
 
@@ -178,8 +176,6 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
               progress=None):
     t0 = time.perf_counter()
     inputs = _make_inputs(models, seg_fn, dcfg, c, batch_seeds)
-    if c.direction != "both":   # keep only this run's direction (prepare_inputs orients by dcfg)
-        pass
     # Empty masks: warn, report, and leave the problem out (never optimise it silently).
     empty = np.asarray(opt.mask_is_empty(inputs.y_s)) | np.asarray(opt.mask_is_empty(inputs.y_t))
     for i in np.flatnonzero(empty):
