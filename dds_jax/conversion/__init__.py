@@ -17,6 +17,7 @@ _CONVERTERS: Dict[str, str] = {
     "squeezenet": "dds_jax.models.backbones:convert_squeezenet",
     "resnet18": "dds_jax.models.backbones:convert_resnet18",
     "inception": "dds_jax.models.inception:convert_state_dict",
+    "discriminator": "dds_jax.models.discriminator:convert_state_dict",
 }
 
 

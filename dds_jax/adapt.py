@@ -1,0 +1,98 @@
+"""Few-shot cross-domain adaptation of a StyleGAN2 (Ojha et al., CVPR 2021; DDS paper Sec. 3.1): make the
+second generator of a dual-domain pair from ~10 images of the new domain.
+
+  python -m dds_jax.adapt --source=ckpt/ffhq --images=my_10_sketches/ --out=runs/sketch
+  python -m dds_jax.adapt --source=ckpt/ffhq --source_d=ckpt/ffhq_d --images=... --out=... --steps=5000
+  python -m dds_jax.adapt --source=... --images=... --out=runs/sketch --resume
+
+The adapted generator starts from the source's weights and keeps the source's latent space (the CDC loss
+keeps the pairwise similarity structure of the source); its discriminator starts from ``--source_d``
+(convert a training checkpoint's ``d`` with ``convert/torch_to_flax.py --kind=discriminator``, or take
+OUT/discriminator of ``python -m dds_jax.train``) or, without it, from random weights. Images of any size
+are centre-cropped and resized to the generator's resolution. OUT/generator is a dds-jax generator that
+every other command accepts (e.g. ``--config.target_ckpt=runs/sketch/generator``).
+"""
+import sys
+
+import jax
+from absl import app, flags, logging
+
+from dds_jax.gan import cli, data, trainer
+from dds_jax.gan import run as gan_run
+from dds_jax.models import discriminator as disc
+from dds_jax.models import stylegan2 as sg
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    defaults = trainer.TrainConfig.few_shot()
+    cli.define_training_flags(defaults, steps=5000, checkpoint_every=1000, sample_every=500)
+    flags.DEFINE_string("source", None, "The source generator (a dds-jax stylegan2 model directory).")
+    flags.DEFINE_string("source_d", None, "The source discriminator (dds-jax model directory); random if unset.")
+    flags.DEFINE_string("images", None, "Folder with the few (>= 2, typically 10) images of the new domain.")
+    flags.DEFINE_float("kl_weight", defaults.kl_weight, "Weight of the cross-domain distance-consistency loss.")
+    flags.DEFINE_integer("feat_const_batch", defaults.feat_const_batch, "Latents compared by the CDC loss.")
+    flags.DEFINE_integer("subspace_freq", defaults.subspace_freq,
+                         "Every N-th iteration samples near the anchors with an image-level D loss.")
+    flags.DEFINE_float("subspace_std", defaults.subspace_std, "Std-dev of the anchor regions.")
+    flags.DEFINE_integer("n_anchors", defaults.n_anchors, "Number of anchor latents (the released n_train).")
+    flags.mark_flags_as_required(["source", "images"])
+
+
+def load_source_discriminator(path, g_config: sg.GeneratorConfig, key):
+    """(config, params) of --source_d, or a random D mirroring the generator (with a warning)."""
+    if path is None:
+        logging.warning("no --source_d: the discriminator starts from random weights (the original "
+                        "starts from the source's discriminator)")
+        d_config = trainer.default_d_config(g_config)
+        return d_config, disc.init_params(d_config, key)
+    d_config, _, params = disc.load_discriminator(path)
+    if d_config.size != g_config.size:
+        raise ValueError(f"{path}: discriminator for {d_config.size}x{d_config.size} images, the source "
+                         f"generator makes {g_config.size}x{g_config.size}")
+    return d_config, params
+
+
+def run_adaptation(out, source: str, images: str, cfg: trainer.TrainConfig, steps: int,
+                   source_d: str = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
+                   **loop):
+    """Adapt the generator in ``source`` to the images in ``images``; returns the final state."""
+    if not cfg.adapt:
+        raise ValueError("run_adaptation needs a TrainConfig with adapt=True (TrainConfig.few_shot())")
+    gen = sg.load_generator(source)
+    key = jax.random.PRNGKey(seed)
+    d_config, d_params = load_source_discriminator(source_d, gen.config, jax.random.fold_in(key, 3))
+    reals = data.load_image_folder(images, gen.config.size)
+    logging.info("adapting %s to %d images of %s", source, len(reals), images)
+    spec = gan_run.RunSpec("adapt", gen.config, d_config, cfg, steps, seed=seed, data=str(images),
+                           source=str(source))
+    restore = gan_run.prepare_out(out, spec, resume, overwrite)
+    models = trainer.Models(gen.config, d_config)
+    state = trainer.init_state(models, cfg, key, g_params=gen.variables["params"], d_params=d_params)
+    if restore:
+        state = gan_run.restore_state(out, state)
+        logging.info("resuming %s at iteration %d", out, int(state.step))
+    source_variables = jax.tree_util.tree_map(jax.numpy.asarray, gen.variables)
+    return gan_run.fit(out, spec, state, gen.variables["buffers"], data.folder_batches(reals, cfg.batch, seed),
+                       source_variables, **loop)
+
+
+def main(argv):
+    del argv
+    try:
+        cfg = trainer.TrainConfig.few_shot(
+            kl_weight=FLAGS.kl_weight, feat_const_batch=FLAGS.feat_const_batch,
+            subspace_freq=FLAGS.subspace_freq, subspace_std=FLAGS.subspace_std, n_anchors=FLAGS.n_anchors,
+            **cli.common_overrides())
+        state = run_adaptation(FLAGS.out, FLAGS.source, FLAGS.images, cfg, FLAGS.steps, FLAGS.source_d,
+                               FLAGS.seed, FLAGS.resume, FLAGS.overwrite, **cli.loop_options())
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"adapted for {int(state.step)} iterations; generator in {FLAGS.out}/generator")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
