@@ -9,6 +9,7 @@
 3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on ONE rendered photo face: its
    image is inverted into ``photo`` (W+, ``dds_jax.invert``) and the renderer's true part mask labels
    the generator features of that latent.
+   The shipped generators' fixed noise inputs are zero (see ``noise_free_copy``).
 4. **report** — the segmenter's IoU per part on held-out rendered faces of both domains (each inverted
    into its generator; the renderer knows their true masks), and the training times.
 
@@ -52,9 +53,26 @@ def train_photo(work: pathlib.Path, steps: int) -> pathlib.Path:
     return out
 
 
+def photo_generator(work: pathlib.Path) -> pathlib.Path:
+    """The photo generator as shipped (noise-free copy of the EMA generator)."""
+    return work / "photo_generator"
+
+
 def _finished(out: pathlib.Path, steps: int) -> bool:
     meta = out / "train.json"
     return meta.is_file() and json.loads(meta.read_text()).get("steps_done", 0) >= steps
+
+
+def noise_free_copy(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
+    """The generator in ``src`` with its fixed noise inputs set to zero, saved to ``dst``.
+
+    After a few thousand CPU iterations the per-pixel noise still paints speckle on the faces; with zero
+    noise the generator draws the clean image (StyleGAN's noise only adds stochastic detail). DDS, the
+    segmenter and the inversion all use these fixed inputs, so every later stage sees the same images."""
+    m = ckpt_io.load_model(src, expect_kind="stylegan2")
+    params = dict(m.params, buffers=jax.tree_util.tree_map(np.zeros_like, m.params["buffers"]))
+    ckpt_io.save_model(dst, "stylegan2", m.config, params, overwrite=True)
+    return dst
 
 
 def adapt_sketch(work: pathlib.Path, photo: pathlib.Path, steps: int) -> pathlib.Path:
@@ -64,7 +82,7 @@ def adapt_sketch(work: pathlib.Path, photo: pathlib.Path, steps: int) -> pathlib
         render.write_dataset(images, SKETCH_SEED, 10, DEMO_G.size, "sketch", grid=work / "sketch_10.png")
     out = work / "sketch"
     if not _finished(out, steps):
-        adapt.run_adaptation(out, str(photo / "generator"), str(images), ADAPT_TRAIN, steps,
+        adapt.run_adaptation(out, str(photo_generator(work)), str(images), ADAPT_TRAIN, steps,
                              source_d=str(photo / "discriminator"), seed=0, resume=True,
                              checkpoint_every=250, sample_every=250)
     return out
@@ -119,20 +137,21 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
 def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
     """Copy the final models (not the training state) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, src in (("photo", work / "photo" / "generator"), ("sketch", work / "sketch" / "generator"),
+    for name, src in (("photo", photo_generator(work)), ("sketch", work / "sketch" / "generator"),
                       ("segmenter", work / "segmenter")):
         shutil.rmtree(out / name, ignore_errors=True)
         shutil.copytree(src, out / name)
     ckpt_io.write_json_atomic(out / "report.json", report)
 
 
-def build(work, out, base_steps: int = 6000, adapt_steps: int = 1000, seg_epochs: int = 100,
+def build(work, out, base_steps: int = 11000, adapt_steps: int = 1000, seg_epochs: int = 100,
           invert_steps: int = 500, n_eval: int = 64) -> dict:
     work, out = pathlib.Path(work), pathlib.Path(out)
     work.mkdir(parents=True, exist_ok=True)
     photo = train_photo(work, base_steps)
+    noise_free_copy(photo / "generator", photo_generator(work))
     sketch = adapt_sketch(work, photo, adapt_steps)
-    photo_gen = sg.load_generator(photo / "generator")
+    photo_gen = sg.load_generator(photo_generator(work))
     sketch_gen = sg.load_generator(sketch / "generator")
     seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps))
     report = {"segmenter_iou": evaluate(work, photo_gen, sketch_gen, seg, n_eval, invert_steps),
@@ -160,7 +179,7 @@ def define_flags():
     flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
     flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "assets" / "demo"),
                         "Where the final models go.")
-    flags.DEFINE_integer("base_steps", 6000, "Iterations of the photo generator.")
+    flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
     flags.DEFINE_integer("adapt_steps", 1000, "Iterations of the sketch adaptation.")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
     flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
