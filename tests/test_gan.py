@@ -22,7 +22,6 @@ from PIL import Image
 
 from dds_jax import checkpoint
 from dds_jax.gan import data, losses, trainer
-from dds_jax.gan import run as gan_run
 from dds_jax.models import discriminator as disc
 from dds_jax.models import stylegan2 as sg
 
