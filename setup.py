@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["dds_jax", "dds_jax.*"]),
     include_package_data=True,
-    package_data={"dds_jax": ["assets/**/*"]},
+    package_data={"dds_jax": ["assets/**/*", "studio/static/*"]},
     install_requires=[
         "jax>=0.4.30",
         "jaxlib>=0.4.30",
@@ -29,6 +29,10 @@ setup(
     extras_require={
         # torch only to *read* .pt checkpoints; 2.13.0 is a CPU wheel. Never needed to run DDS.
         "convert": ["torch==2.13.0"],
-        "dev": ["pytest>=7"],
+        # pytest; Playwright's Python driver for the studio's browser test (it drives the system chromium,
+        # never downloads a browser).
+        "dev": ["pytest>=7", "playwright>=1.40"],
+        # python -m dds_jax.studio: the local web app (one static page, no JavaScript build).
+        "studio": ["flask>=2.3"],
     },
 )

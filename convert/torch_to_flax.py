@@ -50,9 +50,11 @@ def main(argv):
         options["discriminator_key"] = FLAGS.discriminator_key
     try:
         path, config = run(FLAGS.kind, FLAGS.src, FLAGS.out, FLAGS.overwrite, **options)
-    except (conversion.ConversionError, ValueError, FileNotFoundError, FileExistsError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted; {FLAGS.out} holds no model from this run (run the command again)", file=sys.stderr)
+        sys.exit(130)
+    except (conversion.ConversionError, ValueError, OSError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)   # one line; not also through absl logging
         sys.exit(2)
     logging.info("wrote %s model to %s: %s", FLAGS.kind, path, config)
     print(f"wrote {FLAGS.kind} model to {path}")

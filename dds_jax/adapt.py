@@ -12,6 +12,7 @@ OUT/discriminator of ``python -m dds_jax.train``) or, without it, from random we
 are centre-cropped and resized to the generator's resolution. OUT/generator is a dds-jax generator that
 every other command accepts (e.g. ``--config.target_ckpt=runs/sketch/generator``).
 """
+import dataclasses
 import sys
 
 import jax
@@ -37,11 +38,22 @@ def define_flags():
                          "Every N-th iteration samples near the anchors with an image-level D loss.")
     flags.DEFINE_float("subspace_std", defaults.subspace_std, "Std-dev of the anchor regions.")
     flags.DEFINE_integer("n_anchors", defaults.n_anchors, "Number of anchor latents (the released n_train).")
+    flags.DEFINE_integer("patch_res", 0, "Resolution of the patch-level D logits (0 = the discriminator's "
+                         "own, size // 8). On small images use size // 2: see run_adaptation.")
     flags.mark_flags_as_required(["source", "images"])
 
 
-def load_source_discriminator(path, g_config: sg.GeneratorConfig, key):
-    """(config, params) of --source_d, or a random D mirroring the generator (with a warning)."""
+def load_source_discriminator(path, g_config: sg.GeneratorConfig, key, patch_res: int = 0):
+    """(config, params) of --source_d, or a random D mirroring the generator (with a warning).
+    ``patch_res`` > 0 sets the resolution of the patch-level logits (a new patch head if it changes)."""
+    d_config, params = _source_discriminator(path, g_config, key)
+    if patch_res and patch_res != d_config.resolved_patch_res:
+        d_config = dataclasses.replace(d_config, patch_res=int(patch_res))
+        params = {k: v for k, v in params.items() if k != "patch_head"}
+    return d_config, params
+
+
+def _source_discriminator(path, g_config: sg.GeneratorConfig, key):
     if path is None:
         logging.warning("no --source_d: the discriminator starts from random weights (the original "
                         "starts from the source's discriminator)")
@@ -56,13 +68,19 @@ def load_source_discriminator(path, g_config: sg.GeneratorConfig, key):
 
 def run_adaptation(out, source: str, images: str, cfg: trainer.TrainConfig, steps: int,
                    source_d: str = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
-                   **loop):
-    """Adapt the generator in ``source`` to the images in ``images``; returns the final state."""
+                   patch_res: int = 0, **loop):
+    """Adapt the generator in ``source`` to the images in ``images``; returns the final state.
+
+    ``patch_res``: resolution of the patch-level logits (0: the D's own, ``max(4, size // 8)``, the
+    released 32x32 map at 256x256). A patch's receptive field is fixed in pixels, not in image fractions:
+    at 32x32 the 4x4 map sees the whole image, so the "patch" loss of the iterations away from the anchors
+    becomes an image-level loss on every latent and drags all of them to the 10 images (mode collapse);
+    size // 2 gives patches about as local as the released ones."""
     if not cfg.adapt:
         raise ValueError("run_adaptation needs a TrainConfig with adapt=True (TrainConfig.few_shot())")
     gen = sg.load_generator(source)
     key = jax.random.PRNGKey(seed)
-    d_config, d_params = load_source_discriminator(source_d, gen.config, jax.random.fold_in(key, 3))
+    d_config, d_params = load_source_discriminator(source_d, gen.config, jax.random.fold_in(key, 3), patch_res)
     reals = data.load_image_folder(images, gen.config.size)
     logging.info("adapting %s to %d images of %s", source, len(reals), images)
     spec = gan_run.RunSpec("adapt", gen.config, d_config, cfg, steps, seed=seed, data=str(images),
@@ -86,7 +104,8 @@ def main(argv):
             subspace_freq=FLAGS.subspace_freq, subspace_std=FLAGS.subspace_std, n_anchors=FLAGS.n_anchors,
             **cli.common_overrides())
         state = run_adaptation(FLAGS.out, FLAGS.source, FLAGS.images, cfg, FLAGS.steps, FLAGS.source_d,
-                               FLAGS.seed, FLAGS.resume, FLAGS.overwrite, **cli.loop_options())
+                               FLAGS.seed, FLAGS.resume, FLAGS.overwrite, patch_res=FLAGS.patch_res,
+                               **cli.loop_options())
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

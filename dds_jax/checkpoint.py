@@ -65,19 +65,59 @@ def _json_default(o):
 
 
 def save_model(directory, kind: str, config: dict, params, overwrite: bool = False) -> pathlib.Path:
+    """Write a model directory. ``model.json`` is written last and marks a complete model: a directory
+    left by an interrupted write (params but no model.json) is replaced without ``overwrite``."""
     directory = pathlib.Path(directory).absolute()
-    if (directory / "model.json").exists() or (directory / "params").exists():
-        if not overwrite:
-            raise FileExistsError(f"{directory} already holds a model (pass overwrite=True / --overwrite)")
-        shutil.rmtree(directory / "params", ignore_errors=True)
+    if (directory / "model.json").exists() and not overwrite:
+        raise FileExistsError(f"{directory} already holds a model (pass overwrite=True / --overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
     params = _to_numpy(params)
+    tmp = directory / "params.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
     ckptr = _checkpointer()
-    ckptr.save(directory / "params", params)
+    ckptr.save(tmp, params)
     ckptr.wait_until_finished()
+    (directory / "model.json").unlink(missing_ok=True)
+    shutil.rmtree(directory / "params", ignore_errors=True)
+    os.replace(tmp, directory / "params")
     write_json_atomic(directory / "model.json",
                       {"kind": kind, "config": config, "format": FORMAT, "dds_jax_version": __version__})
     return directory
+
+
+REMEDY = "re-create it (convert/torch_to_flax.py --overwrite, or the command that wrote it)"
+
+
+class CorruptCheckpointError(ValueError):
+    """A model / checkpoint file that exists but cannot be read; the message names the file."""
+
+
+def read_json(path, what: str = "file"):
+    """``json.load`` of ``path``; a broken file raises CorruptCheckpointError naming it and the remedy."""
+    path = pathlib.Path(path)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CorruptCheckpointError(f"{path}: broken {what} (invalid JSON at line {e.lineno} column "
+                                     f"{e.colno}: {e.msg}); {REMEDY}") from None
+    except UnicodeDecodeError:
+        raise CorruptCheckpointError(f"{path}: broken {what} (not UTF-8 text); {REMEDY}") from None
+
+
+def _restore(directory):
+    """orbax restore of ``directory``; any failure raises CorruptCheckpointError naming the broken file
+    (its JSON metadata when one does not parse, else the directory)."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise CorruptCheckpointError(f"{directory}: missing orbax checkpoint directory; {REMEDY}")
+    try:
+        return _checkpointer().restore(directory)
+    except Exception as e:  # orbax / tensorstore raise many types; none names the file
+        for meta in sorted(directory.glob("_*METADATA")):
+            read_json(meta, "orbax metadata")
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CorruptCheckpointError(f"{directory}: unreadable orbax checkpoint ({reason}); {REMEDY}") from None
 
 
 def load_model(directory, expect_kind: str = None) -> Model:
@@ -86,13 +126,14 @@ def load_model(directory, expect_kind: str = None) -> Model:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{directory}: not a dds-jax model directory (no model.json); "
                                 "convert a .pt first with convert/torch_to_flax.py")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    kind = meta.get("kind")
+    meta = read_json(meta_path, "model.json")
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str) or not isinstance(meta.get("config"), dict):
+        raise CorruptCheckpointError(f"{meta_path}: broken model.json (needs a \"kind\" string and a "
+                                     f"\"config\" object); {REMEDY}")
+    kind = meta["kind"]
     if expect_kind is not None and kind != expect_kind:
         raise ValueError(f"{directory}: holds a {kind!r} model, expected {expect_kind!r}")
-    params = _checkpointer().restore(directory / "params")
-    params = _to_numpy(params)
+    params = _to_numpy(_restore(directory / "params"))
     return Model(kind=kind, config=meta["config"], params=params, path=directory)
 
 
@@ -126,7 +167,7 @@ def restore_pytree(directory, like):
     """Restore leaves saved by :func:`save_pytree` into the structure of ``like`` (shapes checked)."""
     import jax
     directory = pathlib.Path(directory).absolute()
-    saved = _checkpointer().restore(directory)
+    saved = _restore(directory)
     leaves, treedef = jax.tree_util.tree_flatten(like)
     if len(saved) != len(leaves):
         raise ValueError(f"{directory}: holds {len(saved)} arrays, expected {len(leaves)}")

@@ -7,6 +7,28 @@ from typing import List, Sequence
 import numpy as np
 from PIL import Image
 
+DEMO_DIR = pathlib.Path(__file__).parent / "assets" / "demo"
+DEMO_PREFIX = "demo:"
+
+
+def resolve_model_path(path) -> pathlib.Path:
+    """A model directory; ``demo:<name>`` names one of the tiny models shipped with the package. Every
+    command that takes a model (main, sample, segment, evaluate, ...) resolves its paths here."""
+    path = str(path)
+    if path.startswith(DEMO_PREFIX):
+        name = path[len(DEMO_PREFIX):]
+        p = DEMO_DIR / name
+        if not name or not (p / "model.json").is_file():
+            names = sorted(d.name for d in DEMO_DIR.iterdir() if (d / "model.json").is_file())
+            raise FileNotFoundError(f"{path}: no such demo model; shipped: "
+                                    f"{', '.join(DEMO_PREFIX + n for n in names)}")
+        return p
+    p = pathlib.Path(path).expanduser()
+    if not (p / "model.json").is_file():
+        raise FileNotFoundError(f"{path}: no converted model there (expected {p}/model.json); convert "
+                                "a checkpoint with convert/torch_to_flax.py")
+    return p
+
 
 def parse_seeds(text: str) -> List[int]:
     """``"0-7"`` -> [0..7], ``"1,5,9"`` -> [1, 5, 9], ``"0-3,10"`` -> [0, 1, 2, 3, 10]."""

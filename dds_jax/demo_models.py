@@ -1,24 +1,30 @@
 """The trained models of the offline demo (``configs/demo.py``), made end to end by the package itself.
 
   python -m dds_jax.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
+  python -m dds_jax.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
+  python -m dds_jax.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
 
 1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.train``) on endless procedural faces
    (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
 2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.adapt``, Ojha et al.)
    to 10 rendered line drawings; it keeps photo's latent space, so the two form a dual-domain pair.
+   Its patch-level D resolution is ``ADAPT_PATCH_RES`` (see ``adapt.run_adaptation``).
 3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on ONE rendered photo face: its
    image is inverted into ``photo`` (W+, ``dds_jax.invert``) and the renderer's true part mask labels
    the generator features of that latent.
    The shipped generators' fixed noise inputs are zero (see ``noise_free_copy``).
 4. **report** — the segmenter's IoU per part on held-out rendered faces of both domains (each inverted
-   into its generator; the renderer knows their true masks), and the training times.
+   into its generator; the renderer knows their true masks), the pair's diversity and correspondence
+   (``dds_jax.demo_metrics``), and the training times.
 
 Every stage resumes: an interrupted run continues where it stopped, finished stages are skipped.
-``--out`` (default: the package's assets/demo) receives photo/, sketch/, segmenter/ and report.json.
+``--out`` (default: WORK/export; the shipped models are replaced only when it names the package's
+assets/demo) receives photo/, sketch/, segmenter/ and report.json.
 """
 import json
 import pathlib
 import shutil
+import sys
 import time
 
 import jax
@@ -26,13 +32,15 @@ import numpy as np
 from absl import app, flags, logging
 
 from dds_jax import checkpoint as ckpt_io
-from dds_jax import render, segmentation
+from dds_jax import demo_metrics, render, segmentation
 from dds_jax.gan import trainer
 from dds_jax.models import stylegan2 as sg
 
 DEMO_G = sg.GeneratorConfig(size=32, style_dim=64, n_mlp=4, channels=((4, 128), (8, 96), (16, 48), (32, 24)))
 BASE_TRAIN = trainer.TrainConfig(batch=8)
 ADAPT_TRAIN = trainer.TrainConfig.few_shot()
+ADAPT_PATCH_RES = 0       # patch-level D logits at the D's own size // 8 (4x4), as the shipped sketch was made;
+                          # 16 keeps the patches local (adapt.run_adaptation) but alone does not stop the collapse
 SKETCH_SEED = 10          # render_faces(SKETCH_SEED, 10, style="sketch"): the 10 few-shot images
 LABEL_SEED = 20           # render_faces(LABEL_SEED, 1): the one labelled sample
 EVAL_SEED = 30            # render_faces(EVAL_SEED, n_eval): held-out faces for the IoU
@@ -75,7 +83,7 @@ def noise_free_copy(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
     return dst
 
 
-def adapt_sketch(work: pathlib.Path, photo: pathlib.Path, steps: int) -> pathlib.Path:
+def adapt_sketch(work: pathlib.Path, source_d, steps: int) -> pathlib.Path:
     from dds_jax import adapt
     images = work / "sketch_10"
     if not (images / "parts.json").is_file():
@@ -83,8 +91,8 @@ def adapt_sketch(work: pathlib.Path, photo: pathlib.Path, steps: int) -> pathlib
     out = work / "sketch"
     if not _finished(out, steps):
         adapt.run_adaptation(out, str(photo_generator(work)), str(images), ADAPT_TRAIN, steps,
-                             source_d=str(photo / "discriminator"), seed=0, resume=True,
-                             checkpoint_every=250, sample_every=250)
+                             source_d=None if source_d is None else str(source_d), seed=0, resume=True,
+                             patch_res=ADAPT_PATCH_RES, checkpoint_every=100, sample_every=100)
     return out
 
 
@@ -134,6 +142,13 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
     return report
 
 
+def save_pair_grid(path, photo_gen, sketch_gen, seeds=range(8)) -> None:
+    """Rows: photo and sketch of the same seeds (the correspondence the pair must keep)."""
+    from dds_jax import cli_utils
+    images = list(demo_metrics.sample(photo_gen, seeds)) + list(demo_metrics.sample(sketch_gen, seeds))
+    cli_utils.save_png(path, cli_utils.make_grid(images, ncols=len(list(seeds))))
+
+
 def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
     """Copy the final models (not the training state) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -145,22 +160,38 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
 
 
 def build(work, out, base_steps: int = 11000, adapt_steps: int = 1000, seg_epochs: int = 100,
-          invert_steps: int = 500, n_eval: int = 64) -> dict:
+          invert_steps: int = 500, n_eval: int = 64, photo_source=None) -> dict:
+    """All stages. ``photo_source``: an existing photo generator to adapt from (stage 1 skipped; the
+    adaptation's discriminator then starts from random weights, having no source discriminator)."""
     work, out = pathlib.Path(work), pathlib.Path(out)
     work.mkdir(parents=True, exist_ok=True)
-    photo = train_photo(work, base_steps)
-    noise_free_copy(photo / "generator", photo_generator(work))
-    sketch = adapt_sketch(work, photo, adapt_steps)
+    if photo_source is None:
+        photo = train_photo(work, base_steps)
+        noise_free_copy(photo / "generator", photo_generator(work))
+        photo_info = {"steps": base_steps, "seconds": _seconds(photo), **BASE_TRAIN.to_dict()}
+        source_d = photo / "discriminator"
+    else:
+        photo_source = pathlib.Path(photo_source)
+        if not (photo_generator(work) / "model.json").is_file():
+            noise_free_copy(photo_source, photo_generator(work))
+        previous = photo_source.parent / "report.json"
+        photo_info = dict(json.loads(previous.read_text())["training"]["photo"]) if previous.is_file() else {}
+        photo_info["source"] = str(photo_source)
+        source_d = None
+    sketch = adapt_sketch(work, source_d, adapt_steps)
     photo_gen = sg.load_generator(photo_generator(work))
     sketch_gen = sg.load_generator(sketch / "generator")
     seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps))
     report = {"segmenter_iou": evaluate(work, photo_gen, sketch_gen, seg, n_eval, invert_steps),
-              "training": {"photo": {"steps": base_steps, "seconds": _seconds(photo), **BASE_TRAIN.to_dict()},
+              "pair": demo_metrics.pair_report(photo_gen, sketch_gen, range(n_eval), reference_seed=EVAL_SEED),
+              "training": {"photo": photo_info,
                            "sketch": {"steps": adapt_steps, "seconds": _seconds(sketch),
-                                      **ADAPT_TRAIN.to_dict()},
+                                      "source_discriminator": source_d is not None,
+                                      "patch_res": ADAPT_PATCH_RES, **ADAPT_TRAIN.to_dict()},
                            "segmenter": seg.config["training"]},
               "generator": DEMO_G.to_dict(), "machine": _machine()}
     ckpt_io.write_json_atomic(work / "report.json", report)
+    save_pair_grid(work / "pair.png", photo_gen, sketch_gen)
     export(work, out, report)
     return report
 
@@ -177,22 +208,42 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
-    flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "assets" / "demo"),
-                        "Where the final models go.")
+    flags.DEFINE_string("out", None, "Where the final models go (default: WORK/export); pass the package's "
+                        "dds_jax/assets/demo to replace the shipped models.")
     flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
     flags.DEFINE_integer("adapt_steps", 1000, "Iterations of the sketch adaptation.")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
     flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
-    flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU.")
+    flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
+    flags.DEFINE_string("photo", None, "An existing photo generator to adapt from (skips training one), "
+                        "e.g. dds_jax/assets/demo/photo.")
+
+
+def output_folder(work, out=None) -> pathlib.Path:
+    """Where ``build`` exports the models: ``out``, or WORK/export; never WORK itself (its photo/ and
+    sketch/ are the training runs that ``export`` would replace)."""
+    work = pathlib.Path(work)
+    out = work / "export" if out is None else pathlib.Path(out)
+    if out.resolve() == work.resolve():
+        raise ValueError(f"--out={out} is the working folder; pick another folder (default WORK/export)")
+    return out
 
 
 def main(argv):
     del argv
-    report = build(FLAGS.work, FLAGS.out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
-                   FLAGS.invert_steps, FLAGS.n_eval)
+    try:
+        out = output_folder(FLAGS.work, FLAGS.out)
+        if FLAGS.photo and not (pathlib.Path(FLAGS.photo) / "model.json").is_file():
+            raise ValueError(f"--photo={FLAGS.photo}: no model.json there; pass a dds-jax generator folder, "
+                             "e.g. dds_jax/assets/demo/photo")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    report = build(FLAGS.work, out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
+                   FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo)
     logging.info("report: %s", report)
     print(json.dumps(report["segmenter_iou"], indent=1))
-    print(f"demo models written to {FLAGS.out}")
+    print(f"demo models written to {out}")
 
 
 if __name__ == "__main__":

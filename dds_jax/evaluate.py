@@ -11,7 +11,6 @@ see ``dds_jax.metrics``). Writes ``table1.md``, ``table1.csv``, ``table1.json`` 
 """
 import csv
 import io
-import json
 import pathlib
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -32,7 +31,7 @@ class FeatureExtractor:
 
     def __init__(self, ckpt_dir, batch_size: int = 16):
         from dds_jax.models import inception
-        model = ckpt_io.load_model(ckpt_dir, expect_kind="inception")
+        model = ckpt_io.load_model(cli_utils.resolve_model_path(ckpt_dir), expect_kind="inception")
         self._params = model.params
         self._fn = inception.pool3_features
         self.batch_size = batch_size
@@ -65,7 +64,7 @@ def evaluate_run(run_dir, features=None, label: str = "") -> List[dict]:
     """Rows of Table 1 for one run: one per (direction, reference set)."""
     run = run_io.load_run(run_dir)
     rows = []
-    for direction in run.get("directions", list(run_io.DIRECTIONS)):
+    for direction in run_io.run_directions(run):
         failed = {int(s) for s in run.get("failed_seeds", {}).get(direction, [])}
         seeds = [s for s in run_io.finished_seeds(run_dir, direction) if s not in failed]
         if not seeds:
@@ -188,7 +187,7 @@ def run_evaluation(runs: Sequence[str], labels: Sequence[str] = (), inception_ck
     if features is not None and fid_curve_plot:
         curves = {}
         for run_dir, label in zip(runs, labels):
-            for direction in run_io.load_run(run_dir).get("directions", []):
+            for direction in run_io.run_directions(run_io.load_run(run_dir)):
                 try:
                     curves[f"{label} {direction}"] = fid_curve(run_dir, features, direction)
                 except FileNotFoundError as e:

@@ -135,14 +135,20 @@ def ssim(img1, img2, window_size: int = 11, size_average: bool = True):
     if not (jnp.issubdtype(jnp.result_type(img1), jnp.floating)
             and jnp.issubdtype(jnp.result_type(img2), jnp.floating)):
         raise ValueError("ssim: give float images in [0, 1] (its constants assume range 1), not integers")
+    m = ssim_map(img1, img2, window_size)
+    return jnp.mean(m) if size_average else jnp.mean(m, axis=(1, 2, 3))
+
+
+def ssim_map(img1, img2, window_size: int = 11):
+    """The per-pixel, per-channel SSIM map [N, H, W, C] that :func:`ssim` averages (same constants);
+    average it over a region for a regional SSIM."""
     x, y = jnp.asarray(img1, jnp.float32), jnp.asarray(img2, jnp.float32)
     stats = _gaussian_blur(jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1), window_size)
     mu1, mu2, e11, e22, e12 = jnp.split(stats, 5, axis=-1)
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
-    ssim_map = (((2 * mu1_mu2 + SSIM_C1) * (2 * sigma12 + SSIM_C2))
-                / ((mu1_sq + mu2_sq + SSIM_C1) * (sigma1_sq + sigma2_sq + SSIM_C2)))
-    return jnp.mean(ssim_map) if size_average else jnp.mean(ssim_map, axis=(1, 2, 3))
+    return (((2 * mu1_mu2 + SSIM_C1) * (2 * sigma12 + SSIM_C2))
+            / ((mu1_sq + mu2_sq + SSIM_C1) * (sigma1_sq + sigma2_sq + SSIM_C2)))
 
 
 # ----------------------------------------------------------------------------- PSNR

@@ -5,7 +5,7 @@ parity fixtures were produced by exactly those functions.
 """
 import functools
 import math
-from typing import Sequence, Tuple
+from typing import Any, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,32 @@ import numpy as np
 from jax import lax
 
 SQRT2 = math.sqrt(2.0)
+
+
+class PrecisionSpec(NamedTuple):
+    """How the convolutions / matmuls of a model run: ``conv`` and ``dense`` are ``lax.Precision``
+    values, ``dtype`` the dtype convolution operands are cast to (accumulation and everything else
+    stay float32)."""
+    conv: Any
+    dense: Any
+    dtype: Any
+
+
+# float32: exact float32 passes (parity; the default). tf32: float32 operands, TensorFloat-32 tensor
+# cores on NVIDIA GPUs (Precision.HIGH; identical to float32 on CPU). bf16: bfloat16 convolution operands
+# and stored convolution outputs, float32 accumulation, float32 modulation / mapping matmuls.
+PRECISIONS = {
+    "float32": PrecisionSpec(lax.Precision.HIGHEST, lax.Precision.HIGHEST, jnp.float32),
+    "tf32": PrecisionSpec(lax.Precision.HIGH, lax.Precision.HIGH, jnp.float32),
+    "bf16": PrecisionSpec(lax.Precision.DEFAULT, lax.Precision.HIGHEST, jnp.bfloat16),
+}
+
+
+def precision_spec(name: str) -> PrecisionSpec:
+    """The :data:`PRECISIONS` entry called ``name``; a ValueError naming the choices otherwise."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision {name!r} is not one of {tuple(PRECISIONS)}")
+    return PRECISIONS[name]
 
 
 def fused_leaky_relu(x, bias=None, negative_slope: float = 0.2, scale: float = SQRT2):
@@ -71,6 +97,36 @@ def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 
     return lax.conv_general_dilated(
         x, w_dw, window_strides=(down, down), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+
+
+def conv_transpose_stride2(x, kernel, precision=None, preferred_element_type=None):
+    """torch ``conv_transpose2d(x, kernel, stride=2, padding=0)`` on NHWC / HWIO ([k, k, in, out]).
+
+    Polyphase form: output pixel (2m+a, 2n+b) only meets the taps ``kernel[a::2, b::2]``, so the op is four
+    small stride-1 convolutions on the input grid (for k=3: 2x2, 2x1, 1x2, 1x1 taps), interleaved. Same
+    FLOPs as the zero-inserted (lhs-dilated) convolution but no strided convolution in the input gradient,
+    which XLA's CPU backend runs slowly. Output [N, 2H+k-2, 2W+k-2, out]."""
+    n, h, w, _ = x.shape
+    k = kernel.shape[0]
+    size = (2 * h + k - 2, 2 * w + k - 2)
+    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
+    phases = []
+    for a in range(2):
+        row = []
+        for b in range(2):
+            sub = jnp.flip(kernel[a::2, b::2], (0, 1))    # true convolution = correlation, flipped
+            ka, kb = sub.shape[:2]
+            if ka == 0 or kb == 0:                            # k = 1: odd phases get no tap
+                row.append(jnp.zeros((n,) + half + (kernel.shape[-1],), preferred_element_type or x.dtype))
+                continue
+            y = lax.conv_general_dilated(x, sub.astype(x.dtype), (1, 1), [(ka - 1, ka - 1), (kb - 1, kb - 1)],
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+                                         preferred_element_type=preferred_element_type)
+            row.append(jnp.pad(y, ((0, 0), (0, half[0] - y.shape[1]), (0, half[1] - y.shape[2]), (0, 0))))
+        phases.append(jnp.stack(row, axis=3))                # [N, H', W', 2 (b), C]
+    y = jnp.stack(phases, axis=2)                            # [N, H', 2 (a), W', 2 (b), C]
+    y = y.reshape(n, 2 * half[0], 2 * half[1], y.shape[-1])
+    return y[:, :size[0], :size[1]]
 
 
 def nearest_upsample(x, factor: int):

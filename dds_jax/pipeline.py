@@ -11,8 +11,7 @@ import pathlib
 import platform
 import shutil
 import time
-import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,44 +22,27 @@ from absl import logging
 import dds_jax
 from dds_jax import checkpoint as ckpt_io
 from dds_jax import cli_utils, run_io
-from dds_jax.config import validate
+from dds_jax.config import RESUME_FIELDS, dds_config, select_seeds, validate
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
 
-DEMO_DIR = pathlib.Path(__file__).parent / "assets" / "demo"
-# Fields that must match when a run is resumed (the rest, e.g. output paths, may change).
-_RESUME_KEYS = ("source_ckpt", "target_ckpt", "segmenter_ckpt", "parts", "backbone", "mode",
-                "latent_space", "alpha", "beta", "gamma", "lr", "iterations", "init_seed", "paired",
-                "target_seed_offset", "truncation_source", "truncation_target", "direction", "chunk",
-                "snapshot_every")
+DEMO_DIR = cli_utils.DEMO_DIR
+resolve_model_path = cli_utils.resolve_model_path
+
+
+class NoResultsError(ValueError):
+    """A run in which no seed could be optimised (every mask empty, every problem non-finite)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------
-def resolve_model_path(path: str) -> pathlib.Path:
-    """A model directory; ``demo:<name>`` is one of the tiny models shipped with the package."""
-    if path.startswith("demo:"):
-        p = DEMO_DIR / path.split(":", 1)[1]
-    else:
-        p = pathlib.Path(path).expanduser()
-    if not (p / "model.json").is_file():
-        raise FileNotFoundError(f"{path}: no converted model there (expected {p}/model.json); convert "
-                                "a checkpoint with convert/torch_to_flax.py")
-    return p
-
-
-def dds_config(c: ml_collections.ConfigDict) -> opt.DDSConfig:
-    return opt.DDSConfig(mode=c.mode, direction=c.direction, latent_space=c.latent_space,
-                         paired=c.paired, backbone=c.backbone, imagenet_normalize=c.imagenet_normalize,
-                         alpha=c.alpha, beta=c.beta, gamma=c.gamma, perceptual_weight=c.perceptual_weight,
-                         lr=c.lr, iterations=c.iterations,
-                         truncation_source=c.truncation_source, truncation_target=c.truncation_target,
-                         truncation_mean=c.truncation_mean)
-
-
 def load_models(c: ml_collections.ConfigDict):
-    """(DDSModels, seg_fn) for the config; seg_fn(images, features) -> binary part masks [B,H,W,1]."""
+    """(DDSModels, seg_fn) for the config; seg_fn(images, features) -> binary part masks [B,H,W,1].
+
+    ``models.latent_avgs`` are the truncation centres the other commands use too (the checkpoint's
+    ``latent_avg``, else the same ``truncation_mean``-z estimate as ``sample`` and ``segment``), so
+    seed N is the same image in every command."""
     from dds_jax import segmentation
     gen_s = sg.load_generator(resolve_model_path(c.source_ckpt))
     gen_t = sg.load_generator(resolve_model_path(c.target_ckpt))
@@ -68,6 +50,10 @@ def load_models(c: ml_collections.ConfigDict):
     if c.backbone != "generator":
         backbone_params = ckpt_io.load_model(resolve_model_path(c.backbone_ckpt), expect_kind=c.backbone).params
     models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
+    dcfg = dds_config(c).resolved()
+    avgs = tuple(None if t >= 1 else segmentation.truncation_mean(g, jax.random.PRNGKey(0), dcfg.truncation_mean)
+                 for g, t in ((gen_s, dcfg.truncation_source), (gen_t, dcfg.truncation_target)))
+    models = dataclasses.replace(models, latent_avgs=avgs)
     seg = segmentation.load_segmenter(resolve_model_path(c.segmenter_ckpt))
     for gen, name in ((gen_s, "source"), (gen_t, "target")):
         segmentation.check_compatible(gen.config, seg)
@@ -75,17 +61,24 @@ def load_models(c: ml_collections.ConfigDict):
     return models, segmentation.binary_mask_fn(seg, parts)
 
 
-def select_seeds(c: ml_collections.ConfigDict) -> List[int]:
-    if c.num_seeds > 0:
-        return list(range(c.first_seed, c.first_seed + c.num_seeds))
-    return cli_utils.parse_seeds(c.seeds)
-
-
 # --------------------------------------------------------------------------------------------------
 # Run bookkeeping
 # --------------------------------------------------------------------------------------------------
 def _config_dict(c) -> dict:
     return {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in c.items()}
+
+
+def _result_fields(c) -> dict:
+    """Every field that changes a run's results (:data:`RESUME_FIELDS`), DDS fields as resolved
+    (mode defaults filled in, direction aliases normalised): equal dicts = the same results."""
+    d = dataclasses.asdict(dds_config(c).resolved())
+    return {k: d[k] if k in d else c.get(k) for k in RESUME_FIELDS}
+
+
+def resume_differences(old_config: dict, c) -> List[str]:
+    """'field: old -> new' for every result-changing field in which ``c`` differs from a run's config."""
+    old, new = _result_fields(old_config), _result_fields(c)
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in RESUME_FIELDS if old[k] != new[k]]
 
 
 def _start_run(c, out: pathlib.Path) -> dict:
@@ -96,14 +89,14 @@ def _start_run(c, out: pathlib.Path) -> dict:
         if not c.resume:
             raise FileExistsError(f"{out} already holds a DDS run; continue it with --config.resume=True "
                                   "or choose another --config.output_dir")
-        old = run["config"]
-        diff = [k for k in _RESUME_KEYS if old.get(k) != c[k]]
+        diff = resume_differences(run["config"], c)
         if diff:
-            raise ValueError(f"cannot resume {out}: config differs in {diff} "
-                             f"({', '.join(f'{k}: {old.get(k)!r} -> {c[k]!r}' for k in diff)})")
+            raise ValueError(f"cannot resume {out}: the config differs in {'; '.join(diff)} (resume with the "
+                             "run's values or choose another --config.output_dir)")
         run["config"] = _config_dict(c)
         return run
-    directions = ["s2t", "t2s"] if c.direction == "both" else [c.direction]
+    direction = dds_config(c).direction        # d1/d2 -> t2s/s2t
+    directions = ["s2t", "t2s"] if direction == "both" else [direction]
     return {"config": _config_dict(c), "directions": directions, "seeds": [], "failed_seeds": {},
             "failures": [], "final_losses": {}, "timings": {}, "batches": []}
 
@@ -136,7 +129,8 @@ def _initial_state(models, inputs, dcfg, c, mesh, batch_seeds):
     seeds = [batch_seeds[int(i)] for i in np.asarray(inputs.seed)]
     t2s = np.asarray(inputs.t2s)
     keys = [jax.random.fold_in(jax.random.fold_in(base, s), int(d)) for s, d in zip(seeds, t2s)]
-    latent0 = jnp.concatenate([opt.initial_latents(models, dcfg, k, 1) for k in keys])
+    latent0 = jnp.concatenate([opt.initial_latents(models, dcfg, k, 1, _take(inputs, np.array([i])))
+                               for i, k in enumerate(keys)])
     noises0 = None
     if dcfg.resolved().mode == "reference":
         shapes = models.config_s.noise_shapes()
@@ -152,7 +146,8 @@ def _make_inputs(models, seg_fn, dcfg, c, batch_seeds):
     else:
         z_t = cli_utils.z_from_seeds([s + c.target_seed_offset for s in batch_seeds], models.config_t.style_dim)
         zs = (jnp.asarray(z_s), jnp.asarray(z_t))
-    return opt.prepare_inputs(models, zs, dcfg, jax.random.PRNGKey(c.init_seed), seg_fn=seg_fn)
+    return opt.prepare_inputs(models, zs, dcfg, jax.random.PRNGKey(c.init_seed), seg_fn=seg_fn,
+                              trunc_latents=models.latent_avgs)
 
 
 def _direction(t2s) -> str:
@@ -180,9 +175,7 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
     empty = np.asarray(opt.mask_is_empty(inputs.y_s)) | np.asarray(opt.mask_is_empty(inputs.y_t))
     for i in np.flatnonzero(empty):
         seed, d = batch_seeds[int(inputs.seed[i])], _direction(inputs.t2s[i])
-        msg = f"seed {seed} ({d}): a segmentation mask has no foreground pixels; seed skipped"
-        warnings.warn(msg)
-        logging.warning(msg)
+        logging.warning("seed %d (%s): a segmentation mask has no foreground pixels; seed skipped", seed, d)
         _record_failure(run, d, seed, "empty mask")
     done_mask = np.array([run_io.seed_is_done(out, _direction(inputs.t2s[i]), batch_seeds[int(inputs.seed[i])])
                           for i in range(len(empty))])
@@ -194,7 +187,8 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
     inputs = opt.shard_seeds(inputs, mesh)
     state = _initial_state(models, inputs, dcfg, c, mesh, batch_seeds)
 
-    total, chunk = int(c.iterations), int(min(c.chunk, c.iterations))
+    total = int(dcfg.resolved().iterations)
+    chunk = int(min(c.chunk, total))
     k = int(c.snapshot_every) if c.snapshot_every and chunk % c.snapshot_every == 0 else 0
     state_dir = out / "state"
     done, losses, snaps, snap_steps = 0, [], [], []
@@ -233,6 +227,9 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
 
     images = jax.device_get(opt.unpad(opt.final_images(models, state, inputs, dcfg), n))["result"]
     all_losses = {name: np.concatenate([l[name] for l in losses]) for name in losses[0]}
+    if snaps:    # the GIF / the FID curve end with the final x̂ (after the last update)
+        snaps.append(cli_utils.to_uint8(images)[None])
+        snap_steps.append(np.full((1, images.shape[0]), total, np.int64))
     snapshots = np.concatenate(snaps) if snaps else None
     steps = np.concatenate(snap_steps) if snap_steps else None
     failed = {(p_seed, d): it for _, p_seed, d, it in opt.failed_problems(jax.device_get(state), inputs)}
@@ -294,36 +291,59 @@ def write_contact_sheet(out: pathlib.Path, direction: str, seeds: Sequence[int])
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def run_dds(c: ml_collections.ConfigDict, mesh=None) -> pathlib.Path:
-    """Run the experiment of config ``c``; returns the run directory."""
+def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathlib.Path:
+    """Run the experiment of config ``c``; returns the run directory. ``progress_bar``: a tqdm-like
+    class used instead of tqdm (``update(n)``, ``set_postfix``; the studio's live progress).
+
+    Everything is checked (config, seeds, models) before the output directory is touched; a new run
+    in which no seed could be optimised removes what it wrote and raises :class:`NoResultsError`."""
     from tqdm import tqdm
     validate(c)
     t0 = time.perf_counter()
+    dcfg = dds_config(c)
+    seeds = select_seeds(c)
     models, seg_fn = load_models(c)          # before touching the output: a bad path leaves nothing behind
     out = pathlib.Path(c.output_dir)
+    new_dir, new_run = not out.exists(), not (out / "run.json").is_file()
+    if not new_run:
+        _start_run(c, out)                   # refuses to mix runs before anything is written
     out.mkdir(parents=True, exist_ok=True)
     run = _start_run(c, out)
     run["versions"] = _versions()
     ckpt_io.write_json_atomic(out / "run.json", run)
-    dcfg = dds_config(c)
     mesh = opt.seed_mesh() if mesh is None else mesh
-    seeds = select_seeds(c)
     failed = {(d, s) for d, ss in run["failed_seeds"].items() for s in ss}
     pending = [s for s in seeds
                if any(not run_io.seed_is_done(out, d, s) and (d, s) not in failed for d in run["directions"])]
     logging.info("%d of %d seeds to do (%s)", len(pending), len(seeds), ", ".join(run["directions"]))
     run["timings"]["load_s"] = round(time.perf_counter() - t0, 3)
-    per_seed = c.iterations * len(run["directions"])
-    with tqdm(total=len(pending) * per_seed, unit="it", desc="DDS seed-iterations", dynamic_ncols=True,
-              disable=None) as progress:
+    per_seed = dcfg.resolved().iterations * len(run["directions"])
+    with (progress_bar or tqdm)(total=len(pending) * per_seed, unit="it", desc="DDS seed-iterations",
+                                dynamic_ncols=True, disable=None) as progress:
         for start in range(0, len(pending), c.batch_size):
             batch = pending[start:start + c.batch_size]
             run_batch(models, seg_fn, dcfg, c, mesh, batch, out, run, progress)
             ckpt_io.write_json_atomic(out / "run.json", run)
+    if not run["seeds"]:
+        _no_results(out, run, new_dir, new_run)
     for d in run["directions"]:
         write_contact_sheet(out, d, seeds)
     run["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     run["seeds"] = sorted(run["seeds"])
     ckpt_io.write_json_atomic(out / "run.json", run)
     return out
-    return out
+
+
+def _no_results(out: pathlib.Path, run: dict, new_dir: bool, new_run: bool):
+    """No seed finished: remove what a new run wrote (so the corrected command runs) and raise."""
+    shown = [f"seed {f['seed']} ({f['direction']}): {f['reason']}" for f in run["failures"][:4]]
+    more = f" and {len(run['failures']) - 4} more" if len(run["failures"]) > 4 else ""
+    if new_run:
+        shutil.rmtree(out / "state", ignore_errors=True)
+        (out / "run.json").unlink(missing_ok=True)
+        if new_dir and not any(out.iterdir()):
+            out.rmdir()
+    hint = (" (the segmenter finds no pixel of config.parts; choose other --config.parts or seeds)"
+            if any(f["reason"] == "empty mask" for f in run["failures"]) else "")
+    raise NoResultsError(f"no seed could be optimised, nothing written to {out}: "
+                         f"{'; '.join(shown) or 'no seeds'}{more}{hint}")

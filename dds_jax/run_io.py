@@ -58,6 +58,13 @@ def write_gif(path, frames: Sequence[np.ndarray], duration_s: float = 0.15) -> N
     tmp.replace(path)
 
 
+def run_directions(run: dict) -> List[str]:
+    """The result folders of a run (``run.json``): s2t and/or t2s (runs written before the released
+    loop names were normalised may say d1 = t2s, d2 = s2t)."""
+    from dds_jax.dds.optimize import DIRECTION_ALIASES
+    return [DIRECTION_ALIASES.get(d, d) for d in run.get("directions", list(DIRECTIONS))]
+
+
 def seed_is_done(run_dir, direction: str, seed: int) -> bool:
     return (seed_dir(run_dir, direction, seed) / "result.json").is_file()
 

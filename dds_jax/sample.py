@@ -39,10 +39,10 @@ def define_flags():
 
 
 def truncation_latent(gen: sg.LoadedGenerator, n: int, key) -> jnp.ndarray:
-    """The checkpoint's ``latent_avg`` if it has one, else the mean of style(z) over ``n`` z's."""
-    if gen.latent_avg is not None:
-        return jnp.asarray(gen.latent_avg)
-    return sg.mean_latent(gen.module, gen.variables, key, n)
+    """The checkpoint's ``latent_avg`` if it has one, else the mean of style(z) over ``n`` z's: the
+    same function ``segment`` and ``main`` use (seed N is the same image in every command)."""
+    from dds_jax import segmentation
+    return segmentation.truncation_mean(gen, key, n)
 
 
 def load_latents(path, style_dim: int) -> np.ndarray:
@@ -77,7 +77,7 @@ def generate(gen: sg.LoadedGenerator, z: np.ndarray, truncation: float = 1.0, w_
 
 def run(ckpt, out, seeds=None, latents=None, truncation=1.0, truncation_mean=4096, noise="const",
         batch_size=8, noise_seed=0, save_npy=False):
-    gen = sg.load_generator(ckpt)
+    gen = sg.load_generator(cli_utils.resolve_model_path(ckpt))
     if latents is not None:
         z = load_latents(latents, gen.config.style_dim)
         names = [f"latent_{i}" for i in range(len(z))]
@@ -86,8 +86,8 @@ def run(ckpt, out, seeds=None, latents=None, truncation=1.0, truncation_mean=409
         z = cli_utils.z_from_seeds(seed_list, gen.config.style_dim)
         names = [f"seed_{s}" for s in seed_list]
     key = jax.random.PRNGKey(noise_seed)
-    key, sub = jax.random.split(key)
-    w_avg = truncation_latent(gen, truncation_mean, sub) if truncation < 1 else None
+    w_avg = truncation_latent(gen, truncation_mean, key) if truncation < 1 else None
+    key, _ = jax.random.split(key)
     images = generate(gen, z, truncation, w_avg, noise, min(batch_size, len(z)), key)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

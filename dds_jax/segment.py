@@ -270,7 +270,7 @@ def run_sample(ckpt, out, seeds="0-2", truncation=0.7, truncation_mean=4096, bat
     """Images to label: ``out/seed_<N>.png`` + ``out/latents.npz`` (merged with an existing one)."""
     from dds_jax import segmentation
     from dds_jax.models import stylegan2 as sg
-    gen = sg.load_generator(ckpt)
+    gen = sg.load_generator(cli_utils.resolve_model_path(ckpt))
     seed_list = cli_utils.parse_seeds(seeds)
     z = cli_utils.z_from_seeds(seed_list, gen.config.style_dim)
     w_avg = np.asarray(_w_avg(gen, truncation, truncation_mean, noise_seed))
@@ -294,14 +294,19 @@ def run_sample(ckpt, out, seeds="0-2", truncation=0.7, truncation_mean=4096, bat
 
 def run_train(ckpt, samples, labels, parts, out, colors=None, seeds=None, size="S", epochs=100,
               lr=1e-3, weight_decay=1e-3, color_tolerance=0, train_seed=0, overwrite=False,
-              progress=True):
-    """Train a segmenter on the labelled samples; returns the saved model's config."""
+              progress=True, callback=None):
+    """Train a segmenter on the labelled samples; returns the saved model's config. ``callback(epoch,
+    loss)`` after every epoch (see :func:`segmentation.train_segmenter`)."""
     import jax
     from dds_jax import checkpoint, segmentation
     from dds_jax.models import stylegan2 as sg
+    out_dir = pathlib.Path(out)       # checkpoint.save_model would refuse it, but only after training
+    if not overwrite and ((out_dir / "model.json").exists() or (out_dir / "params").exists()):
+        raise FileExistsError(f"{out} already holds a model: pass --overwrite to replace it, or choose "
+                              "another --out")
     classes = parse_class_spec(parts)
     table = color_table(classes, parse_colors(colors))
-    gen = sg.load_generator(ckpt)
+    gen = sg.load_generator(cli_utils.resolve_model_path(ckpt))
     lat = load_latents(samples)
     paths = find_labels(labels, seeds)
     no_sample = [s for s in paths if s not in lat["seeds"]]
@@ -330,7 +335,7 @@ def run_train(ckpt, samples, labels, parts, out, colors=None, seeds=None, size="
     config, params = segmentation.train_segmenter(
         gen, z, label_maps, n_class=len(classes) + 1, size=size, epochs=epochs, truncation=truncation,
         truncation_latent=w_avg, key=jax.random.PRNGKey(train_seed), lr=lr, weight_decay=weight_decay,
-        parts=names, progress=progress)
+        parts=names, progress=progress, callback=callback)
     config["colors"] = class_colors(classes, table)
     config["training"].update({"seeds": list(paths), "labels": [str(p) for p in paths.values()]})
     checkpoint.save_model(out, "segmenter", config, params, overwrite=overwrite)
@@ -356,8 +361,8 @@ def run_predict(ckpt, seg, out, seeds="0-7", truncation=0.7, truncation_mean=409
     import jax.numpy as jnp
     from dds_jax import segmentation
     from dds_jax.models import stylegan2 as sg
-    gen = sg.load_generator(ckpt)
-    model = segmentation.load_segmenter(seg)
+    gen = sg.load_generator(cli_utils.resolve_model_path(ckpt))
+    model = segmentation.load_segmenter(cli_utils.resolve_model_path(seg))
     segmentation.check_compatible(gen.config, model)
     selected = segmentation.parse_parts(parts, model) if parts else None
     seed_list = cli_utils.parse_seeds(seeds)

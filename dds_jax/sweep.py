@@ -115,5 +115,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from dds_jax.config import parse_flags
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,9 +1,11 @@
 """Perceptual backbones: parity with torchvision (fixtures), conversion layouts, strict errors, CLI round trip.
 
-Parity: every ``<family>_*`` fixture folder is run once (one jit per folder); each stored map is compared
+Parity: every case of every ``<family>_*`` fixture folder (manifest ``config.cases``, key prefix "" or
+``extra_``; test id ``<folder>-<case>``) is run once; each stored map is compared
 with max|a - e| / max|e| <= 1e-4: whole maps where stored, else the top-left 16x16 crop plus the
 per-channel spatial mean and std (population std, ddof=0, computed in float64 — what the fixtures hold).
 """
+import functools
 import os
 import pathlib
 import subprocess
@@ -25,11 +27,22 @@ REL_TOL = 1e-4
 FAMILIES = {"vgg16": "vgg16_", "alexnet": "alexnet_", "squeezenet": "squeezenet_", "resnet18": "resnet18_"}
 
 
+def _cases(folder):
+    """The key prefixes of a fixture's cases (manifest ``config.cases[].prefix``; "" when it lists none)."""
+    return [c["prefix"] for c in manifest_config(folder).get("cases", [])] or [""]
+
+
 def _family_params():
+    """(kind, folder, case prefix) for every case of every fixture; ids ``<folder>`` / ``<folder>-<case>``."""
     out = []
     for kind, prefix in FAMILIES.items():
         for p in fixture_params(prefix):
-            out.append(pytest.param(kind, p.values[0], id=p.id, marks=p.marks))
+            folder = p.values[0]
+            if folder is None:
+                out.append(pytest.param(kind, None, "", id=p.id, marks=p.marks))
+                continue
+            for case in _cases(folder):
+                out.append(pytest.param(kind, folder, case, id=folder.name + (f"-{case.rstrip('_')}" if case else "")))
     return out
 
 
@@ -48,16 +61,29 @@ def _assert_same_params(a, b):
         np.testing.assert_array_equal(fb[k], v, err_msg=k)
 
 
+def _bare(kind, sd):
+    """A fixture state_dict in the bare layout (``0.weight``, ``conv1.weight``): without the ``module.``
+    and ``features.`` prefixes a fixture may use (torchvision's whole-model keys), so tests can build
+    every layout from it whatever the fixture holds."""
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    if backbones.get_backbone(kind).features_prefix and any(k.startswith("features.") for k in sd):
+        sd = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+    return sd
+
+
 def _smallest_state_dict(kind):
+    """The bare state_dict (see :func:`_bare`) of the family's smallest fixture."""
     dirs = fixture_dirs(FAMILIES[kind])
     if not dirs:
         pytest.skip(f"no {FAMILIES[kind]}* fixture")
-    return load_state_dict(min(dirs, key=lambda d: (d / "manifest.json").stat().st_size) / "manifest.json")
+    folder = min(dirs, key=lambda d: (d / "manifest.json").stat().st_size)
+    return _bare(kind, load_state_dict(folder / "manifest.json"))
 
 
-def _input_for(config, data):
+def _input_for(config, data, case=""):
     """The fixture input as ``extract`` takes it (NHWC; [-1, 1] if normalised) and the imagenet_normalize flag."""
-    x = nchw_to_nhwc(data["input"]).astype(np.float32)
+    x = nchw_to_nhwc(data[case + "input"]).astype(np.float32)
     norm = str(config.get("input_normalisation", "none")).lower()
     if norm.startswith("none"):
         return x, False
@@ -75,33 +101,39 @@ def _stats(f):
 # ------------------------------------------------------------------------------------------------
 # Parity with torchvision
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,folder", _family_params())
-def test_parity_with_torchvision(kind, folder, record_property):
+@functools.lru_cache(maxsize=None)
+def _converted(kind, folder):
+    return convert(kind, load_state_dict(folder / "manifest.json"), source=str(folder))[1]
+
+
+@pytest.mark.parametrize("kind,folder,case", _family_params())
+def test_parity_with_torchvision(kind, folder, case, record_property):
     config = manifest_config(folder)
     spec = backbones.get_backbone(kind)
     layers = [str(o).split()[0] for o in config["outputs"]]
     assert tuple(layers) == spec.layer_names
     data = load_data(folder)
-    x, imagenet = _input_for(config, data)
-    _, params = convert(kind, load_state_dict(folder / "manifest.json"), source=str(folder))
+    x, imagenet = _input_for(config, data, case)
+    params = _converted(kind, folder)
     feats = backbones.jitted(kind, imagenet)(params, jnp.asarray(x))
     assert len(feats) == len(layers)
     errors = {}
     for name, f in zip(layers, feats):
         f = np.transpose(np.asarray(f), (0, 3, 1, 2))  # NCHW like the fixture
         mean, std = _stats(f)
-        errors[f"{name}_mean"] = max_rel_err(mean, data[f"{name}_mean"])
-        errors[f"{name}_std"] = max_rel_err(std, data[f"{name}_std"])
-        if name in data:
-            assert f.shape == data[name].shape, (name, f.shape, data[name].shape)
-            errors[name] = max_rel_err(f, data[name])
+        key = case + name
+        errors[f"{name}_mean"] = max_rel_err(mean, data[f"{key}_mean"])
+        errors[f"{name}_std"] = max_rel_err(std, data[f"{key}_std"])
+        if key in data:
+            assert f.shape == data[key].shape, (name, f.shape, data[key].shape)
+            errors[name] = max_rel_err(f, data[key])
         else:
-            crop = data[f"{name}_crop"]
+            crop = data[f"{key}_crop"]
             assert f.shape[:2] == crop.shape[:2] and f.shape[2] >= crop.shape[2] and f.shape[3] >= crop.shape[3]
             errors[f"{name}_crop"] = max_rel_err(f[:, :, :crop.shape[2], :crop.shape[3]], crop)
     for k, v in errors.items():
         record_property(k, f"{v:.2e}")
-    print(f"\n{folder.name}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
+    print(f"\n{folder.name} {case or 'main'} case: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
     bad = {k: v for k, v in errors.items() if not v <= REL_TOL}
     assert not bad, f"relative error above {REL_TOL}: {bad}"
 
@@ -284,7 +316,7 @@ def converted_models(tmp_path_factory):
     for kind, prefix in FAMILIES.items():
         dirs = fixture_dirs(prefix)
         if dirs:
-            sd = load_state_dict(dirs[0] / "manifest.json")
+            sd = _bare(kind, load_state_dict(dirs[0] / "manifest.json"))
             src = root / (f"{kind}.pt" if kind in PT_KINDS else f"{kind}.npz")
             proc = start(kind, _torchvision_layout(kind, sd, data_parallel=kind == "resnet18"), src, root / kind)
             jobs[kind] = (proc, sd, root / kind)

@@ -165,6 +165,10 @@ def test_unexpected_key_is_rejected():
 def test_not_a_generator():
     with pytest.raises(ConversionError, match="not a StyleGAN2 generator"):
         convert("stylegan2", {"features.0.weight": np.zeros((4, 3, 3, 3), np.float32)})
+    sd = _tiny_state_dict()
+    for key in ("conv1.conv.weight", "style.1.weight"):  # one of the two marker keys: named, no contradiction
+        with pytest.raises(ConversionError, match=f"missing key '{key}'"):
+            convert("stylegan2", {k: v for k, v in sd.items() if k != key})
     with pytest.raises(ConversionError, match="no 'g_ema'"):
         convert("stylegan2", {"g": {}, "d": {}})
 
@@ -190,8 +194,129 @@ def test_pickled_code_is_not_executed(tmp_path):
     torch = pytest.importorskip("torch")
     from dds_jax.conversion import torch_io
     torch.save({"g_ema": {}, "payload": _Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="weights-only"):
+    with pytest.raises(ValueError, match="never runs pickled code") as e:
         torch_io.load_pt(tmp_path / "evil.pt")
+    assert "weights_only" not in str(e.value) and str(tmp_path / "evil.pt") in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input through the real CLIs: one line naming the file and the remedy, exit 2 (Ctrl-C: 130)
+# ------------------------------------------------------------------------------------------------
+def _run_all(commands):
+    """Run CLI commands concurrently (each start-up imports jax); [(returncode, stdout, stderr)]."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable] + c, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in commands]
+    return [(p.returncode, *p.communicate(timeout=300)) if p.wait(timeout=300) is not None else None
+            for p in procs]
+
+
+def _one_error_line(stderr):
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+class _Marker:
+    """A pickled object whose loading would create a file (it must never be loaded)."""
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_converter_cli_bad_files_give_one_line(tmp_path):
+    """Item 10/11: a generator missing conv1.conv.weight, a text file, a truncated torch.save archive
+    and a file pickling an object: exit 2, exactly one ``error:`` line naming the file, never torch's
+    advice to set weights_only=False, and no pickled code run."""
+    torch = pytest.importorskip("torch")
+    sd = _tiny_state_dict()
+    np.savez(tmp_path / "no_conv1.npz", **{k: v for k, v in sd.items() if k != "conv1.conv.weight"})
+    (tmp_path / "notes.pt").write_text("hello, not a checkpoint\n")
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[:len(data) // 2])
+    torch.save({"g_ema": {}, "payload": _Marker(tmp_path / "pwned")}, tmp_path / "pickled.pt")
+    cases = {"no_conv1.npz": "missing key 'conv1.conv.weight'", "notes.pt": "not a PyTorch checkpoint",
+             "truncated.pt": "truncated", "pickled.pt": "never runs pickled code"}
+    runs = _run_all([["convert/torch_to_flax.py", "--kind=stylegan2", f"--src={tmp_path / name}",
+                      f"--out={tmp_path / ('out_' + name)}"] for name in cases])
+    for (name, want), (rc, _, err) in zip(cases.items(), runs):
+        line = _one_error_line(err)
+        assert rc == 2, (name, err)
+        assert str(tmp_path / name) in line and want in line, line
+        assert "weights_only" not in line and "not a StyleGAN2" not in line, line
+        assert not (tmp_path / f"out_{name}" / "model.json").exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_converter_cli_ctrl_c_is_one_line(tmp_path):
+    """Item 11: Ctrl-C while the converter reads --src (a FIFO it blocks on): one line, exit 130."""
+    import signal
+    fifo = tmp_path / "slow.npz"
+    os.mkfifo(fifo)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "convert/torch_to_flax.py", "--kind=stylegan2", f"--src={fifo}",
+                             f"--out={tmp_path / 'out'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    fd = None
+    for _ in range(1200):  # until the converter has opened the FIFO for reading (<= 120 s)
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            import time
+            time.sleep(0.1)
+    try:
+        assert fd is not None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+def _saved_tiny_model(path):
+    cfg, variables = convert("stylegan2", _tiny_state_dict())
+    return checkpoint.save_model(path, "stylegan2", cfg, variables)
+
+
+def test_corrupt_model_files_are_named_by_the_cli(tmp_path):
+    """Item 9: a broken model.json and a truncated orbax _METADATA, through ``python -m dds_jax.sample``:
+    exit 2 and one line naming the file and the remedy (re-create / --overwrite)."""
+    good = _saved_tiny_model(tmp_path / "good")
+    import shutil
+    bad_json = pathlib.Path(shutil.copytree(good, tmp_path / "bad_json"))
+    (bad_json / "model.json").write_text('{"kind": "stylegan2",\n')
+    bad_meta = pathlib.Path(shutil.copytree(good, tmp_path / "bad_meta"))
+    meta = bad_meta / "params" / "_METADATA"
+    meta.write_bytes(meta.read_bytes()[:40])
+    runs = _run_all([["-m", "dds_jax.sample", f"--ckpt={d}", f"--out={tmp_path / ('samples_' + d.name)}",
+                      "--seeds=0"] for d in (bad_json, bad_meta)])
+    for broken, (rc, _, err) in zip((bad_json / "model.json", meta), runs):
+        line = err.strip().splitlines()[-1]
+        assert rc == 2 and line.startswith("error: "), err
+        assert str(broken) in line and "--overwrite" in line, line
+        assert sum(l.startswith("error") for l in err.splitlines()) == 1, err
+
+
+def test_interrupted_save_does_not_block_the_next(tmp_path):
+    """A directory holding params/ but no model.json (a write that was interrupted) is not a model:
+    load names model.json; saving again needs no --overwrite."""
+    out = tmp_path / "m"
+    (out / "params").mkdir(parents=True)
+    (out / "params" / "partial").write_text("x")
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        checkpoint.load_model(out)
+    _saved_tiny_model(out)
+    assert checkpoint.load_model(out).kind == "stylegan2"
+    assert not (out / "params.tmp").exists()
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -182,3 +182,20 @@ def test_empty_mask_is_detected():
     y_s, _ = _masks(3)
     y_s = y_s.at[1].set(0.0)
     np.testing.assert_array_equal(opt.mask_is_empty(y_s), [False, True, False])
+
+
+def test_checkpoint_latent_avg_is_the_truncation_centre():
+    """Issue 11 item 2: a checkpoint's ``latent_avg`` reaches DDS (DDSModels.create keeps it), so the
+    truncated inputs are the images ``sample`` draws with the same centre, not a 4096-z estimate."""
+    from dds_jax import sample
+    variables = sg.init_variables(CONFIG, jax.random.PRNGKey(1))
+    far = np.full((CONFIG.style_dim,), 0.7, np.float32)            # far from any estimate of the mean
+    gen = sg.from_variables(CONFIG, dict(variables, latent_avg=far))
+    np.testing.assert_array_equal(gen.latent_avg, far)
+    models = opt.DDSModels.create(gen, gen, "generator")
+    cfg = _cfg(truncation_source=0.5, truncation_target=0.5)
+    zs = jax.random.normal(jax.random.PRNGKey(3), (2, CONFIG.style_dim))
+    inputs = opt.prepare_inputs(models, zs, cfg, jax.random.PRNGKey(4), masks=_masks(2))
+    expect = sample.generate(gen, np.asarray(zs), 0.5, jnp.asarray(far), batch_size=2)
+    np.testing.assert_allclose(np.asarray(inputs.x_s), expect, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(inputs.x_t), expect, atol=1e-5)

@@ -7,7 +7,9 @@ inputs re-normalised after each step, weights 2 / 1 / 3, the mask mix-up of the 
 Tolerances are the fixture READMEs' targets for a float32 port: loss terms <= 1e-4 relative, gradients
 <= 2e-4 relative to max|grad|, latents <= 1e-4 absolute (elements whose step-0 gradient is below
 1e-4 max|grad| excluded: Adam's first step is ~lr*sign(g)), images <= 1e-3 absolute.
-Everything (architectures, image size, lr, weights, number of steps) is read from the fixture.
+Everything (architectures, image size, lr, weights, number of steps) is read from the fixture; the
+perceptual size is DDSConfig's default 256, the constant of the released ``caluclate_loss`` (a fixture
+whose image_size is not 256 exercises its ``Upsample(scale_factor=256/R)`` path).
 """
 import functools
 import json
@@ -31,6 +33,47 @@ IMAGE_TOL = 1e-3
 
 PAPER = fixture_params("dds_step_paper")
 REFERENCE = fixture_params("dds_step_reference")
+
+
+# --------------------------------------------------------------------------------------------------
+# The released caluclate_loss resize path (images and masks up-sampled by 256/R before VGG16)
+# --------------------------------------------------------------------------------------------------
+# R: 128 (2x), 64 (4x), 98 (floor(98 * 256/98) = 255: VGG maps 255, 63, 31), 1024 (0.25x, no antialias).
+RESIZE_SIZES = (128, 64, 98, 1024)
+
+
+def _torch_upsample(x_nhwc, scale):
+    """torch ``nn.Upsample(scale_factor=scale, mode='bilinear')`` (align_corners=False) on NHWC numpy."""
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(np.ascontiguousarray(np.transpose(x_nhwc, (0, 3, 1, 2))))
+    out = torch.nn.Upsample(scale_factor=scale, mode="bilinear")(t).numpy()
+    return np.transpose(out, (0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("size", RESIZE_SIZES)
+def test_perceptual_resize_matches_torch_upsample(size):
+    """Images into VGG: ``Upsample(scale_factor=256/R)`` (source coordinates step by R/256)."""
+    x = np.random.default_rng(size).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+    want = _torch_upsample(x, 256 / size)
+    assert max_abs_err(losses.perceptual_resize(jnp.asarray(x), 256), want) <= 1e-5
+
+
+@pytest.mark.parametrize("size", RESIZE_SIZES + (256,))
+def test_layer_masks_match_released_chain(size):
+    """λ_j as ``caluclate_loss`` builds them: m = Up(256/R)(mask) for relu1_1/relu1_2, then
+    ``Upsample(scale_factor=64/256)`` for relu3_2 and ``Upsample(scale_factor=32/64)`` for relu4_2."""
+    mask = np.random.default_rng(size).uniform(0, 1, (1, size, size, 1)).astype(np.float32)
+    m = _torch_upsample(mask, 256 / size)
+    m3 = _torch_upsample(m, 64 / 256)
+    want = [m, m, m3, _torch_upsample(m3, 32 / 64)]
+    up = losses.perceptual_resize(jnp.asarray(mask), 256)
+    params = backbones.random_params("vgg16")
+    feats = jax.eval_shape(lambda x: backbones.extract("vgg16", params, x),
+                           jax.ShapeDtypeStruct(up.shape[:3] + (3,), jnp.float32))
+    got = losses.layer_masks(up, [f.shape[1:3] for f in feats])
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for j, (g, w) in enumerate(zip(got, want)):
+        assert max_abs_err(g, w) <= 1e-5, j
 
 
 def _generator(path):
@@ -101,7 +144,7 @@ def _paper_cfg(data):
     return opt.DDSConfig(mode="paper", direction="s2t", latent_space="z",
                          alpha=_scalar(data, "alpha"), beta=_scalar(data, "beta"), gamma=_scalar(data, "gamma"),
                          perceptual_weight=1.0, lr=_scalar(data, "lr"), iterations=int(data["steps"]),
-                         perceptual_size=int(data["image_size"]), truncation_source=1.0, truncation_target=1.0)
+                         truncation_source=1.0, truncation_target=1.0)
 
 
 def _paper_inputs(cfg, data):
@@ -157,7 +200,7 @@ def test_paper_term_gradients_and_images_at_step0(folder):
 # --------------------------------------------------------------------------------------------------
 def _reference_cfg(data):
     return opt.DDSConfig(mode="reference", direction="d1", lr=_scalar(data, "lr"),
-                         iterations=int(data["steps"]), perceptual_size=int(data["image_size"]))
+                         iterations=int(data["steps"]))
 
 
 def _reference_inputs(cfg, data):

@@ -5,8 +5,9 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
-from dds_jax import checkpoint, demo_models, render, segmentation
+from dds_jax import checkpoint, demo_metrics, demo_models, render, segmentation
 from dds_jax.models import stylegan2 as sg
 from dds_jax.pipeline import DEMO_DIR
 from demo_utils import ROOT
@@ -51,3 +52,46 @@ def test_cli_help():
     res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the shipped sketch generator is collapsed (retrieval 20/64); "
+                   "remove this mark when the retrained pair is shipped")
+def test_shipped_pair_is_diverse_and_corresponds():
+    """A collapsed sketch generator (issue 13: every seed the same head) fails both measures. 16 seeds =
+    2 groups of 8; rendered pairs of the same faces score 16/16 on the retrieval, chance is 2/16."""
+    photo = sg.load_generator(DEMO_DIR / "photo")
+    sketch = sg.load_generator(DEMO_DIR / "sketch")
+    r = demo_metrics.pair_report(photo, sketch, seeds=range(16))
+    div = r["diversity"]
+    assert div["sketch"] >= 0.8 * div["rendered_sketch"], div
+    assert div["photo"] >= 0.8 * div["rendered_photo"], div
+    assert r["retrieval"]["rendered"]["hits"] >= 15, r["retrieval"]
+    assert r["retrieval"]["pair"]["accuracy"] >= 0.75, r["retrieval"]
+
+
+def test_retrieval_detects_a_collapsed_generator():
+    """The measures themselves: true rendered pairs correspond, one sketch repeated for every photo
+    has no diversity and finds its photo at most once per group."""
+    photos, _ = render.render_faces(30, 16, 32, "photo")
+    sketches, _ = render.render_faces(30, 16, 32, "sketch")
+    assert demo_metrics.retrieval(photos, sketches)["hits"] >= 15
+    same = np.repeat(sketches[:1], 16, axis=0)
+    assert demo_metrics.diversity(same) < 1e-12
+    assert demo_metrics.retrieval(photos, same)["hits"] <= 2
+
+
+def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path):
+    """Issue 11 item 13: the default --out no longer overwrites dds_jax/assets/demo."""
+    assert demo_models.output_folder(tmp_path) == tmp_path / "export"
+    assert demo_models.output_folder(tmp_path, DEMO_DIR) == DEMO_DIR       # only when asked for
+    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert "--out" in res.stdout and str(DEMO_DIR) not in res.stdout        # the old default
+    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", f"--work={tmp_path}",
+                          f"--out={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "--out" in res.stderr and "working folder" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", f"--work={tmp_path}",
+                          f"--photo={tmp_path / 'none'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 2 and "--photo" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+    assert not any(tmp_path.iterdir())

@@ -46,7 +46,7 @@ def test_table1_on_the_demo_run(demo_run, inception_ckpt, tmp_path):
     assert (out / "table1.csv").read_text().splitlines()[0] == "mask,direction,set,n_seeds,fid,ssim,psnr"
     assert json.loads((out / "table1.json").read_text())["rows"] == rows
     curve = json.loads((out / "fid_per_iteration.json").read_text())["demo s2t"]
-    assert curve["iterations"] == [0, 2] and len(curve["source"]) == len(curve["target"]) == 2
+    assert curve["iterations"] == [0, 2, 4] and len(curve["source"]) == len(curve["target"]) == 3
     assert (out / "fid_per_iteration.png").stat().st_size > 0
 
 

@@ -312,3 +312,18 @@ def test_adapt_cli_help_and_errors(source_model, tmp_path):
     assert res.returncode == 2 and "not a dds-jax model directory" in res.stderr
     res = _cli("dds_jax.train", "--help")
     assert "--data" in res.stdout and "--channels" in res.stdout
+
+
+def test_adapt_patch_res_sets_the_patch_map(source_model, image_folder, tmp_path):
+    """--patch_res: the patch-level logits come at that resolution (a fresh head), recorded in train.json."""
+    from dds_jax import adapt
+    d_config, params = adapt.load_source_discriminator(None, G16, jax.random.PRNGKey(0), patch_res=8)
+    assert d_config.resolved_patch_res == 8 and "patch_head" not in params
+    out = tmp_path / "p8"
+    state = adapt.run_adaptation(out, str(source_model), str(image_folder), ADAPT, steps=1, patch_res=8,
+                                 progress=False)
+    d_config, _, d_params = disc.load_discriminator(out / "discriminator")
+    assert d_config.patch_res == 8
+    logits = disc.Discriminator(d_config).apply({"params": d_params}, jnp.zeros((2, 16, 16, 3)), patch=True)
+    assert logits.shape == (2, 8, 8, 1) and int(state.step) == 1
+    assert json.loads((out / "train.json").read_text())["discriminator"]["patch_res"] == 8

@@ -24,6 +24,20 @@ FEATURE_TOL = 1e-4
 FIXTURES = fixture_params("inception_")
 
 
+def _case_params():
+    """(folder, case prefix) for every case of the manifest's ``config.cases`` ("" when none listed);
+    ids ``<folder>`` / ``<folder>-<case>`` (e.g. the 400x336 ``extra_`` down-sampling case)."""
+    out = []
+    for p in FIXTURES:
+        folder = p.values[0]
+        if folder is None:
+            out.append(pytest.param(None, "", id=p.id, marks=p.marks))
+            continue
+        for c in [c["prefix"] for c in manifest_config(folder).get("cases", [])] or [""]:
+            out.append(pytest.param(folder, c, id=folder.name + (f"-{c.rstrip('_')}" if c else "")))
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _state_dict(folder):
     return load_state_dict(folder / "manifest.json")
@@ -35,12 +49,12 @@ def _converted(folder):
 
 
 @functools.lru_cache(maxsize=None)
-def _features(folder):
-    """(input NHWC, our pool3, expected pool3): one forward per fixture, shared by the tests."""
+def _features(folder, case=""):
+    """(input NHWC, our pool3, expected pool3) of one case: one forward per case, shared by the tests."""
     data = load_data(folder)
-    images = nchw_to_nhwc(data["input"])
+    images = nchw_to_nhwc(data[case + "input"])
     _, params = _converted(folder)
-    return images, inc.pool3_features(params, images, batch_size=len(images)), data["pool3"]
+    return images, inc.pool3_features(params, images, batch_size=len(images)), data[case + "pool3"]
 
 
 def _leaves_equal(a, b):
@@ -50,9 +64,9 @@ def _leaves_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
 
 
-@pytest.mark.parametrize("folder", FIXTURES)
-def test_pool3_matches_pytorch_fid(folder):
-    images, ours, expected = _features(folder)
+@pytest.mark.parametrize("folder,case", _case_params())
+def test_pool3_matches_pytorch_fid(folder, case):
+    images, ours, expected = _features(folder, case)
     assert ours.shape == expected.shape == (len(images), inc.FEATURE_DIM)
     assert ours.dtype == np.float32
     assert max_rel_err(ours, expected) <= FEATURE_TOL

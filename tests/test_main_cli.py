@@ -5,6 +5,10 @@ line; the in-process runs call ``pipeline.run_dds`` with the config the CLI buil
 """
 import importlib.util
 import json
+import logging
+import shutil
+import signal
+import time
 import os
 import pathlib
 import subprocess
@@ -12,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dds_jax import cli_utils, pipeline, run_io
 from dds_jax.dds import optimize as opt
@@ -31,9 +36,12 @@ def test_demo_run_writes_every_output(demo_run):
             size = size or im.shape[0]
             assert im.shape[:2] == (size, size), name
         with np.load(d / "snapshots.npz") as z:
-            np.testing.assert_array_equal(z["iterations"], [0, 2])
-            assert z["images"].shape == (2, size, size, 3)
-        assert (d / "optimisation.gif").stat().st_size > 0
+            # every snapshot_every iterations, then the final x̂ after the last update (issue 11 item 12)
+            np.testing.assert_array_equal(z["iterations"], [0, 2, 4])
+            assert z["images"].shape == (3, size, size, 3)
+            np.testing.assert_array_equal(z["images"][-1], cli_utils.read_image(d / "dds.png"))
+        with Image.open(d / "optimisation.gif") as gif:
+            assert gif.n_frames == 3
         final = run["final_losses"]["s2t"][str(seed)]
         assert set(final) >= {"loss", "L_s", "L_t", "L_c"} and np.isfinite(final["loss"])
     sheet = cli_utils.read_image(demo_run / "contact_sheet_s2t.png")
@@ -95,7 +103,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
         assert np.abs(a - b).max() <= 1 / 255
 
 
-def test_empty_mask_seed_is_reported_not_optimised(tmp_path, monkeypatch):
+def test_empty_mask_seed_is_reported_not_optimised(tmp_path, monkeypatch, caplog):
     real = pipeline.load_models
 
     def empty_for_seed_1(c):
@@ -106,8 +114,9 @@ def test_empty_mask_seed_is_reported_not_optimised(tmp_path, monkeypatch):
             return m.at[1].set(0.0) if m.shape[0] > 1 else m
         return models, seg
     monkeypatch.setattr(pipeline, "load_models", empty_for_seed_1)
-    with pytest.warns(UserWarning, match="no foreground"):
+    with caplog.at_level(logging.WARNING):
         out = pipeline.run_dds(_demo_config(tmp_path, seeds="0,1", checkpoint_every=0))
+    assert sum("no foreground" in r.getMessage() for r in caplog.records) == 1   # once, not twice
     run = json.loads((out / "run.json").read_text())
     assert run["seeds"] == [0]
     assert run["failed_seeds"] == {"s2t": [1]}
@@ -127,30 +136,190 @@ def test_config_errors(tmp_path):
         pipeline.run_dds(_demo_config(tmp_path, source_ckpt=str(tmp_path / "nowhere")))
 
 
-def _cli(*args):
+def _cli(*args, module="dds_jax.main"):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "dds_jax.main", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
-def test_cli_help_and_bad_override():
+def _lines(text):
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def test_cli_help():
     r = _cli("--helpfull")
     assert "--config" in r.stdout
-    r = _cli(f"--config={DEMO}", "--config.no_such_field=1")
-    assert r.returncode != 0 and "no_such_field" in (r.stderr + r.stdout)
 
 
-def test_cli_runs_the_demo_with_overrides(tmp_path):
+@pytest.mark.parametrize("arg, expect", [
+    ("--config.foo=1", "unknown config field(s) 'foo'"),
+    ("--config.iteration=5", "did you mean 'iterations'"),
+    ("--config=configs/nope.py", "config file not found: configs/nope.py"),
+    ("--config.iterations=many", "--config.iterations=many"),
+], ids=["unknown", "typo", "no_file", "bad_value"])
+def test_cli_bad_config_is_one_line(arg, expect, tmp_path):
+    """Issue 11 items 4 and 11: one line on stderr (no traceback, no absl E-line), exit 2; unknown
+    fields list the valid ones."""
+    args = [f"--config={DEMO}", arg] if arg.startswith("--config.") else [arg]
+    r = _cli(*args, f"--config.output_dir={tmp_path / 'run'}")
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = _lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], r.stderr[-2000:]
+    if "field" in expect or "did you mean" in expect:
+        assert "valid fields:" in lines[0] and "num_seeds" in lines[0] and "perceptual_weight" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_runs_the_demo_after_a_failed_validation(tmp_path):
+    """Item 5: a run refused by validation leaves nothing behind; the corrected command then runs."""
+    out = tmp_path / "run"
+    r = _cli(f"--config={DEMO}", "--config.seeds=7-0", f"--config.output_dir={out}")
+    assert r.returncode == 2 and _lines(r.stderr) == ["error: config.seeds: bad seed range '7-0': end before start"]
+    assert not out.exists()
     r = _cli(f"--config={DEMO}", "--config.seeds=3", "--config.iterations=2", "--config.chunk=2",
-             "--config.snapshot_every=1", f"--config.output_dir={tmp_path}")
+             "--config.snapshot_every=1", f"--config.output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "contact_sheet_s2t.png").is_file()
-    assert run_io.finished_seeds(tmp_path, "s2t") == [3]
-    run = json.loads((tmp_path / "run.json").read_text())
+    assert (out / "contact_sheet_s2t.png").is_file()
+    assert run_io.finished_seeds(out, "s2t") == [3]
+    run = json.loads((out / "run.json").read_text())
     assert run["config"]["iterations"] == 2
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.py")))
+def test_cli_every_seed_skipped_is_an_error(tmp_path):
+    """Item 6: the demo segmenter finds no eyes/nose/mouth pixel in seeds 0-1 -> exit 2 with one error
+    line, no success message, each warning once, and nothing left that blocks the next command."""
+    out = tmp_path / "run"
+    r = _cli(f"--config={DEMO}", "--config.parts=eyes,nose,mouth", "--config.seeds=0-1",
+             "--config.iterations=2", "--config.chunk=2", f"--config.output_dir={out}")
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "DDS results" not in r.stdout
+    errors = [ln for ln in _lines(r.stderr) if ln.startswith("error:")]
+    assert len(errors) == 1 and "no seed could be optimised" in errors[0] and "config.parts" in errors[0]
+    warned = [ln for ln in _lines(r.stderr) if "no foreground" in ln]
+    assert len(warned) == 2 and "seed 0 (s2t)" in warned[0] and "seed 1 (s2t)" in warned[1], r.stderr
+    assert not out.exists()
+
+
+def test_cli_ctrl_c_prints_the_resume_command(tmp_path):
+    """Item 11: Ctrl-C -> one line naming the command that resumes the run, exit 130, no traceback."""
+    out = tmp_path / "run"
+    args = [f"--config={DEMO}", "--config.seeds=0", "--config.iterations=100000", "--config.chunk=5",
+            "--config.snapshot_every=0", f"--config.output_dir={out}"]
+    p = subprocess.Popen([sys.executable, "-m", "dds_jax.main", *args], cwd=ROOT,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         # a shell's background job ignores SIGINT; the child must get Python's handler
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / "run.json").is_file() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    resume = [ln for ln in _lines(err) if "interrupted" in ln]
+    assert resume == ["interrupted; resume with: python -m dds_jax.main " + " ".join(args)
+                      + " --config.resume=True"], err[-3000:]
+
+
+def test_direction_alias_is_normalised(tmp_path, monkeypatch):
+    """Item 1: direction=d1 (the released first loop) is t2s everywhere: result folder, run.json,
+    contact sheet, evaluation, and a resume that rebuilds nothing."""
+    from dds_jax import evaluate
+    c = _demo_config(tmp_path, mode="reference", direction="d1", seeds="0", iterations=2, chunk=2,
+                     snapshot_every=0, checkpoint_every=0, batch_size=1)
+    out = pipeline.run_dds(c)
+    run = json.loads((out / "run.json").read_text())
+    assert run["directions"] == ["t2s"] and run_io.finished_seeds(out, "t2s") == [0]
+    assert (out / "contact_sheet_t2s.png").is_file()
+    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["t2s"] * 3
+    calls = []
+    monkeypatch.setattr(pipeline, "_make_inputs", lambda *a: calls.append(a))
+    pipeline.run_dds(_demo_config(tmp_path, mode="reference", direction="d1", seeds="0", iterations=2,
+                                  chunk=2, snapshot_every=0, checkpoint_every=0, batch_size=1, resume=True))
+    assert calls == []                               # the finished seed is not rebuilt
+    run["directions"] = ["d1"]                       # a run.json written before the fix
+    (out / "run.json").write_text(json.dumps(run))
+    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["t2s"] * 3
+
+
+@pytest.mark.parametrize("field, value", [
+    ("perceptual_weight", 3.0), ("imagenet_normalize", True), ("truncation_mean", 100),
+    ("backbone_ckpt", "ckpt/vgg16"), ("init", "mean"), ("perceptual_size", 64), ("b1", 0.5),
+    ("eps", 1e-6), ("n_mean_latent", 5), ("latent_space", "w"), ("iterations", 5), ("parts", "skin"),
+])
+def test_resume_compares_every_result_changing_field(field, value, tmp_path):
+    """Item 3: every field that changes results is compared on resume (DDS fields as resolved)."""
+    old = pipeline._config_dict(_demo_config(tmp_path))
+    assert pipeline.resume_differences(old, _demo_config(tmp_path, batch_size=7, gif=False)) == []
+    diff = pipeline.resume_differences(old, _demo_config(tmp_path, **{field: value}))
+    assert len(diff) == 1 and diff[0].startswith(f"{field}: ")
+
+
+def test_resume_accepts_mode_defaults_and_aliases(tmp_path):
+    old = pipeline._config_dict(_demo_config(tmp_path))
+    mode = opt.DDSConfig(mode=_demo_config(tmp_path).mode).resolved()      # the demo mode's defaults
+    assert pipeline.resume_differences(old, _demo_config(tmp_path, alpha=mode.alpha,
+                                                         perceptual_weight=mode.perceptual_weight)) == []
+    assert pipeline.resume_differences(old, _demo_config(tmp_path, direction="d2")) == []
+
+
+def test_resume_with_another_objective_is_refused_in_one_line(tmp_path, demo_run):
+    shutil.copy(demo_run / "run.json", tmp_path / "run.json")
+    before = (tmp_path / "run.json").read_text()
+    lp = opt.DDSConfig(mode=_demo_config(tmp_path).mode).resolved().perceptual_weight   # the run's λ_p
+    with pytest.raises(ValueError) as e:
+        pipeline.run_dds(_demo_config(tmp_path, resume=True, perceptual_weight=lp + 1.0))
+    msg = str(e.value)
+    assert "\n" not in msg and f"perceptual_weight: {lp} -> {lp + 1.0}" in msg and "output_dir" in msg
+    assert (tmp_path / "run.json").read_text() == before
+
+
+def test_every_dds_option_is_settable_from_a_config(tmp_path):
+    """Point 2: the ConfigDict holds every DDSConfig field (one list), so init, perceptual_size and
+    Adam's b1/b2/eps reach the optimiser."""
+    import dataclasses
+    from dds_jax import config as config_lib
+    c = _demo_config(tmp_path, init="mean", perceptual_size=64, b1=0.8, b2=0.99, eps=1e-6, direction="d2")
+    d = config_lib.dds_config(c)
+    assert (d.init, d.perceptual_size, d.b1, d.b2, d.eps, d.direction) == ("mean", 64, 0.8, 0.99, 1e-6, "s2t")
+    assert set(f.name for f in dataclasses.fields(opt.DDSConfig)) <= set(config_lib.base_config().keys())
+    assert set(config_lib.DDS_FIELDS) <= set(config_lib.RESUME_FIELDS)
+
+
+def test_seed_is_the_same_image_in_every_command(tmp_path):
+    """Items 2 and 7: with truncation < 1, main's x_s / x_t of a seed are what ``sample`` and
+    ``segment sample`` draw for that seed (the same truncation centre), with demo:<name> models."""
+    out = pipeline.run_dds(_demo_config(tmp_path / "run", mode="paper", seeds="3", truncation_source=0.6,
+                                        truncation_target=0.8, iterations=2, chunk=2, snapshot_every=0,
+                                        checkpoint_every=0, batch_size=1))
+    r = _cli("--ckpt=demo:sketch", "--seeds=3", "--truncation=0.6", f"--out={tmp_path / 's'}",
+             module="dds_jax.sample")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli("sample", "--ckpt=demo:photo", "--seeds=3", "--truncation=0.8", f"--out={tmp_path / 'p'}",
+             module="dds_jax.segment")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = run_io.seed_dir(out, "s2t", 3)
+    for mine, theirs in (("source", tmp_path / "s" / "seed_3.png"), ("target", tmp_path / "p" / "seed_3.png")):
+        a = cli_utils.read_image(d / f"{mine}.png").astype(int)
+        b = cli_utils.read_image(theirs)[..., :3].astype(int)
+        assert np.abs(a - b).max() <= 1, mine                        # uint8 rounding only
+    r = _cli("predict", "--ckpt=demo:photo", "--seg=demo:segmenter", "--seeds=3", "--parts=hair",
+             f"--out={tmp_path / 'm'}", module="dds_jax.segment")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "m" / "seed_3_mask.png").is_file()
+    r = _cli("--ckpt=demo:nope", "--seeds=3", f"--out={tmp_path / 'x'}", module="dds_jax.sample")
+    assert r.returncode == 2 and "demo:photo" in r.stderr
+
+
+# DDS experiment configs (configs/benchmark.py configures python -m dds_jax.benchmark instead)
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.py")
+                                        if "base_config" in p.read_text()))
 def test_every_experiment_config_is_valid(name, tmp_path):
     from dds_jax.config import validate
     spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")

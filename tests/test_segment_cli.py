@@ -192,3 +192,23 @@ def test_converter_cli_on_real_segmenter_pt(folder, tmp_path):
     for k in ref:                                   # logits of these weights: test_segmenter.py
         for n in ("kernel", "bias"):
             np.testing.assert_array_equal(seg.params[k][n], ref[k][n])
+
+
+def test_train_into_an_existing_model_refuses_before_training(gen_dir, tmp_path, monkeypatch):
+    """Issue 11 item 8: ``segment train`` into an --out that holds a model refuses at once, without
+    the 100 epochs; --overwrite trains and writes."""
+    samples, labels = _label_setup(gen_dir, tmp_path)
+    good = np.zeros((32, 32), np.int32)
+    good[4:12, 4:12] = 1
+    _paint(labels / "seed_1.png", good, {1: (255, 255, 255)})
+    out = tmp_path / "seg"
+    segment.run_train(str(gen_dir), str(samples), str(labels), "eyes", str(out), epochs=1, progress=False)
+    trained = []
+    real = segmentation.train_segmenter
+    monkeypatch.setattr(segmentation, "train_segmenter", lambda *a, **k: trained.append(1) or real(*a, **k))
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        segment.run_train(str(gen_dir), str(samples), str(labels), "eyes", str(out), epochs=1, progress=False)
+    assert trained == []
+    segment.run_train(str(gen_dir), str(samples), str(labels), "eyes", str(out), epochs=1, overwrite=True,
+                      progress=False)
+    assert trained == [1]

@@ -69,15 +69,27 @@ def roles(x_s, x_t, y_s, y_t, mode: str, t2s):
     return x_a, m_a, x_b, m_b
 
 
+def _integer_down_scale(cur_hw, hw):
+    """1/k when (h, w) is torch's floor(cur·(1/k)) for one integer k (the released chain's 64/256 = 1/4,
+    32/64 = 1/2), else None."""
+    k = max(1, round(cur_hw[0] / hw[0]))
+    s = 1.0 / k
+    if all(math.floor(c * s) == n for c, n in zip(cur_hw, hw)):
+        return s
+    return None
+
+
 def layer_masks(mask, sizes: Sequence[Tuple[int, int]]) -> List[jnp.ndarray]:
     """λ_j of Eq. 3: the mask resized to each feature map, exactly as the released ``caluclate_loss``.
 
     The released code resizes the ALREADY-resized mask from one layer to the next with
-    ``nn.Upsample(scale_factor=new/old, mode='bilinear')`` (VGG at 256: identity, identity, then 0.25x,
-    then 0.5x; no antialias). Generalisation: a layer of the current size reuses the mask; a smaller layer
-    chains from the previous mask (scale-factor rule when floor(old·s) gives the size, torch's size rule
-    otherwise); a LARGER layer (e.g. the generator's own features, 4 -> 256) restarts from the full mask
-    with the size rule, so up-sampling never goes through a coarse intermediate.
+    ``nn.Upsample(scale_factor=1/k, mode='bilinear')`` (VGG: identity, identity, then 64/256 = 1/4, then
+    32/64 = 1/2; no antialias; torch's source coordinates then step by k, not by in/out, which differs when
+    the perceptual input is not a multiple of 32, e.g. floor(98·256/98) = 255 -> 63 -> 31).
+    Generalisation: a layer of the current size reuses the mask; a smaller layer chains from the previous
+    mask (1/k when the layer is floor(previous/k), torch's size rule otherwise, e.g. AlexNet's 224 -> 55);
+    a LARGER layer (e.g. the generator's own features, 4 -> 256) restarts from the full mask with the size
+    rule, so up-sampling never goes through a coarse intermediate.
     ``mask`` NHWC [N, H, W, 1]; sizes [(h, w)] -> list of [N, h, w, 1].
     """
     full = cur = mask
@@ -86,8 +98,8 @@ def layer_masks(mask, sizes: Sequence[Tuple[int, int]]) -> List[jnp.ndarray]:
         ch, cw = cur.shape[1:3]
         if (h, w) != (ch, cw):
             if h <= ch and w <= cw:
-                s = h / ch
-                if w / cw == s and math.floor(ch * s) == h and math.floor(cw * s) == w:
+                s = _integer_down_scale((ch, cw), (h, w))
+                if s is not None:
                     cur = ops.resize_bilinear_torch(cur, scale_factor=s)
                 else:
                     cur = ops.resize_bilinear_torch(cur, size=(h, w))
@@ -99,7 +111,8 @@ def layer_masks(mask, sizes: Sequence[Tuple[int, int]]) -> List[jnp.ndarray]:
 
 def perceptual_resize(x, perceptual_size):
     """The released ``nn.Upsample(scale_factor=256/R, mode='bilinear')`` applied to images and masks
-    before the backbone (identity at R = 256); ``perceptual_size=None`` keeps the native resolution."""
+    before the backbone (R = the image height; identity at R = 256; output floor(R·256/R), which is 255
+    for some R, e.g. 98); ``perceptual_size=None`` keeps the native resolution."""
     if perceptual_size is None or x.shape[1] == perceptual_size:
         return x
     return ops.resize_bilinear_torch(x, scale_factor=perceptual_size / x.shape[1])

@@ -37,11 +37,28 @@ from dds_jax.dds.perceptual import GENERATOR, backbone_features, check_backbone
 from dds_jax.models import stylegan2 as sg
 
 SEEDS = "seeds"
-MODES = ("paper", "reference")
+MODES = ("paper", "reference", "target", "source")
+# One-generator modes: x̂ is the image of ONE generator (fixed noise buffers) and every term, L_c
+# included, compares x̂ itself with the inputs (Eqs. 2-4 with I_1 = I_2 = x̂). ``target``: the generator
+# of the target-role domain (G_t for s2t), the result stays in the domain that gets the part;
+# ``source``: the source-role generator (the released loop without fresh noise).
+SINGLE_GENERATOR_MODES = ("target", "source")
 LATENT_SPACES = ("z", "w", "w+")
 DIRECTIONS = ("s2t", "t2s", "both")
 DIRECTION_ALIASES = {"d1": "t2s", "d2": "s2t"}   # released DDS_main loops (reference mode)
-INITS = ("random", "mean")
+INITS = ("random", "mean", "input")   # input: the W+ latent of the target-role input image
+# The allowed values of DDSConfig's choice fields (config.validate checks the ConfigDict with the same).
+CHOICES = {"mode": MODES, "direction": DIRECTIONS + tuple(DIRECTION_ALIASES), "latent_space": LATENT_SPACES,
+           "init": INITS}
+
+
+def check_choices(values: dict, prefix: str = "DDSConfig.") -> None:
+    """ValueError naming the first field of ``values`` whose value is not one of :data:`CHOICES`
+    (None = the mode's default, allowed except for mode and direction)."""
+    for field, allowed in CHOICES.items():
+        v = values.get(field)
+        if field in values and (v is not None or field in ("mode", "direction")) and v not in allowed:
+            raise ValueError(f"{prefix}{field} = {v!r}; one of {allowed}")
 
 # Mode defaults for the fields left as None in DDSConfig.
 _DEFAULTS = {
@@ -49,6 +66,11 @@ _DEFAULTS = {
                   iterations=1000, truncation_source=1.0, truncation_target=1.0),
     "reference": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
                       iterations=1002, truncation_source=0.7, truncation_target=1.0),
+    # Chosen on the ground-truth benchmark (python -m dds_jax.benchmark, README "Benchmark").
+    "target": dict(latent_space="w+", init="input", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
+                   iterations=200, truncation_source=1.0, truncation_target=1.0),
+    "source": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
+                   iterations=1002, truncation_source=1.0, truncation_target=1.0),
 }
 
 
@@ -61,7 +83,10 @@ class DDSConfig:
 
     mode: ``paper`` (Eqs. 1-6, two generators, ẑ random in Z) or ``reference`` (the released
       ``DDS_main.py`` loop: the SOURCE generator only, W+ latent from the mean latent, weights 2/1/3,
-      fresh noise inputs that are not optimised but re-normalised after every step).
+      fresh noise inputs that are not optimised but re-normalised after every step), or one of
+      :data:`SINGLE_GENERATOR_MODES`: ``target`` (x̂ = G_t(ŵ), the target-role generator, fixed noise,
+      ŵ in W+ from the target input's latent; every term on x̂ itself, the part term against x_s) or
+      ``source`` (the same on the source-role generator).
     direction: ``s2t`` (source parts into the target image), ``t2s``, or ``both`` (two problems per
       seed). Reference mode: ``t2s`` = the released first loop D1 (``cross_over_source``), ``s2t`` = D2
       (``cross_over_target``); aliases ``d1``/``d2``.
@@ -96,14 +121,8 @@ class DDSConfig:
     n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
 
     def __post_init__(self):
+        check_choices({f: getattr(self, f) for f in CHOICES})
         object.__setattr__(self, "direction", DIRECTION_ALIASES.get(self.direction, self.direction))
-        for field, allowed in (("mode", MODES), ("direction", DIRECTIONS)):
-            if getattr(self, field) not in allowed:
-                raise ValueError(f"DDSConfig.{field} = {getattr(self, field)!r}; one of {allowed}")
-        for field, allowed in (("latent_space", LATENT_SPACES), ("init", INITS)):
-            v = getattr(self, field)
-            if v is not None and v not in allowed:
-                raise ValueError(f"DDSConfig.{field} = {v!r}; one of {allowed}")
 
     def resolved(self) -> "DDSConfig":
         """A copy with every ``None`` field set to the mode's default."""
@@ -120,12 +139,15 @@ class DDSConfig:
 class DDSModels:
     """The networks of a run: static architecture + ``params`` (a pytree passed to the jitted step).
 
-    params = {"g_s": G_s variables, "g_t": G_t variables, "backbone": backbone params or None}.
+    params = {"g_s": G_s variables, "g_t": G_t variables, "backbone": backbone params or None};
+    latent_avgs: the checkpoints' ``latent_avg`` (w_avg_s, w_avg_t; None where a checkpoint has none),
+    the truncation centre of the inputs.
     """
     config_s: sg.GeneratorConfig
     config_t: sg.GeneratorConfig
     backbone: str
     params: dict
+    latent_avgs: tuple = (None, None)
 
     @classmethod
     def create(cls, gen_s: sg.LoadedGenerator, gen_t: sg.LoadedGenerator, backbone: str = "vgg16",
@@ -141,7 +163,7 @@ class DDSModels:
             raise ValueError(f"backbone {backbone!r} needs its converted weights (backbone_params)")
         params = {"g_s": gen_s.variables, "g_t": gen_t.variables,
                   "backbone": None if backbone == GENERATOR else backbone_params}
-        return cls(a, b, backbone, params)
+        return cls(a, b, backbone, params, (gen_s.latent_avg, gen_t.latent_avg))
 
     @property
     def gen_s(self) -> sg.Generator:
@@ -273,12 +295,12 @@ def prepare_inputs(models: DDSModels, zs, cfg: DDSConfig, key=None, seg_fn=None,
     k_s, k_t = jax.random.split(key)
     avg = trunc_latents or (None, None)
     out = []
-    for cfg_g, name, z, t, k, a in ((models.config_s, "g_s", z_s, cfg.truncation_source, k_s, avg[0]),
-                                    (models.config_t, "g_t", z_t, cfg.truncation_target, k_t, avg[1])):
+    for cfg_g, name, z, t, k, a, ckpt_avg in (
+            (models.config_s, "g_s", z_s, cfg.truncation_source, k_s, avg[0], models.latent_avgs[0]),
+            (models.config_t, "g_t", z_t, cfg.truncation_target, k_t, avg[1], models.latent_avgs[1])):
         variables = models.params[name]
         if a is None:
-            a = _truncation_latent(sg.Generator(cfg_g), variables, variables.get("latent_avg"), t, k,
-                                   cfg.truncation_mean)
+            a = _truncation_latent(sg.Generator(cfg_g), variables, ckpt_avg, t, k, cfg.truncation_mean)
         out.append(_generate_fn(cfg_g)(variables, jnp.asarray(z, jnp.float32), jnp.float32(t), a))
     (w_s, x_s, f_s), (w_t, x_t, f_t) = out
     if masks is not None:
@@ -353,7 +375,8 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
     input pixels x·m and x_c. Computed once per chunk (the released code recomputes F_j(x) every step)."""
     one = lambda a: a[None]
     x_s, x_t, y_s, y_t = map(one, (inp.x_s, inp.x_t, inp.y_s, inp.y_t))
-    x_a, m_a, x_b, m_b = losses.roles(x_s, x_t, y_s, y_t, cfg.mode, inp.t2s)
+    role_mode = "paper" if cfg.mode in SINGLE_GENERATOR_MODES else cfg.mode   # Eq. 2 masks and roles
+    x_a, m_a, x_b, m_b = losses.roles(x_s, x_t, y_s, y_t, role_mode, inp.t2s)
     gen = models.backbone == GENERATOR
     if gen:
         if inp.w_s is None or inp.w_t is None:
@@ -361,7 +384,7 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
                              "w_s/w_t to inputs_from_images)")
         _, f_s = _synth(models.gen_s, params["g_s"], inp.w_s, "w+")
         _, f_t = _synth(models.gen_t, params["g_t"], inp.w_t, "w+")
-        if cfg.mode == "paper":
+        if role_mode == "paper":
             f_a, f_b = _select(inp.t2s, f_t, f_s), _select(inp.t2s, f_s, f_t)
         else:
             f_a, f_b = f_s, f_t
@@ -373,16 +396,36 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
             "feat_a": losses.masked_targets(f_a, masks_a), "feat_b": losses.masked_targets(f_b, masks_b)}
 
 
+def _single_synth(models: DDSModels, cfg: DDSConfig, params, latent, t2s):
+    """(image, features) of the one generator of a single-generator mode: the target-role generator
+    (``target``: G_t for s2t, G_s for t2s) or the source-role one (``source``), fixed noise buffers.
+    direction 'both': both passes and a per-problem select."""
+    if cfg.direction != "both":
+        # One direction for every problem: the generator is known statically. Selecting weights per
+        # problem under vmap would batch them (grouped convolutions, which fail once sharded).
+        use_source = (cfg.direction == "t2s") == (cfg.mode == "target")
+        gen, p = (models.gen_s, params["g_s"]) if use_source else (models.gen_t, params["g_t"])
+        return _synth(gen, p, latent, cfg.latent_space)
+    use_s = jnp.logical_not(t2s) if cfg.mode == "source" else t2s
+    out_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
+    out_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
+    return _select(use_s, out_s, out_t)
+
+
 def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp: Inputs, tgt):
     """(loss, (terms, x̂ [H, W, 3])) of one problem at ``latent``.
 
     paper: I_s = G_s(ẑ), I_t = G_t(ẑ) (noise buffers); roles swapped for t2s; x̂ = the target-role
     generator's image. reference: synth = G_s(ẑ, noise=noises) for every term (the released loop
-    optimises the SOURCE generator; its result is an image of G_s).
+    optimises the SOURCE generator; its result is an image of G_s). target / source: x̂ = the
+    target-role / source-role generator's image (fixed noise) for every term.
     """
     gen = models.backbone == GENERATOR
-    if cfg.mode == "reference":
-        img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
+    if cfg.mode == "reference" or cfg.mode in SINGLE_GENERATOR_MODES:
+        if cfg.mode == "reference":
+            img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
+        else:
+            img, f = _single_synth(models, cfg, params, latent, inp.t2s)
         feats = f if gen else _image_features(models, cfg, params, img)
         img_a = img_b = result = img
         feats_a = feats_b = feats
@@ -424,12 +467,23 @@ def _problem_step(models: DDSModels, cfg: DDSConfig, opt, params, st: State, inp
 # --------------------------------------------------------------------------------------------------
 # State and the compiled chunk
 # --------------------------------------------------------------------------------------------------
-def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int):
+def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int, inputs: Optional[Inputs] = None):
     """[n, D] (z, w) or [n, n_latent, D] (w+). random: z ~ N(0, I) (mapped through G_s for w/w+);
-    mean: 0 in Z, else the mean of G_s.style over ``n_mean_latent`` z's (released init), repeated."""
+    mean: 0 in Z, else the mean of G_s.style over ``n_mean_latent`` z's (released init), repeated;
+    input: the W+ latent of each problem's target-role input (``inputs.w_t`` for s2t, ``w_s`` for
+    t2s; averaged over layers in W), so x̂ starts as the input image it must keep outside the part."""
     cfg = cfg.resolved()
     g, v = models.gen_s, models.params["g_s"]
     d = models.config_s.style_dim
+    if cfg.init == "input":
+        if inputs is None or inputs.w_s is None or inputs.w_t is None:
+            raise ValueError("init='input' needs the inputs' W+ latents (prepare_inputs, or w_s/w_t of "
+                             "inputs_from_images)")
+        if cfg.latent_space == "z":
+            raise ValueError("init='input' starts from the inputs' W+ latents: use latent_space 'w' or 'w+'")
+        flag = jnp.asarray(inputs.t2s)[:, None, None]
+        wplus = jnp.where(flag, jnp.asarray(inputs.w_s), jnp.asarray(inputs.w_t))[:n]
+        return wplus if cfg.latent_space == "w+" else jnp.mean(wplus, axis=1)
     if cfg.init == "random":
         z = jax.random.normal(key, (n, d))
         if cfg.latent_space == "z":
@@ -453,7 +507,8 @@ def init_state(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, latent0=N
     b = int(inputs.x_s.shape[0])
     k_lat, k_noise = jax.random.split(key)
     # fresh buffers (jnp.array copies): the state is donated to the chunk function
-    latent = jnp.array(initial_latents(models, cfg, k_lat, b) if latent0 is None else latent0, jnp.float32)
+    latent = jnp.array(initial_latents(models, cfg, k_lat, b, inputs) if latent0 is None else latent0,
+                       jnp.float32)
     if cfg.mode == "reference":
         if noises0 is None:
             shapes = models.config_s.noise_shapes()
@@ -554,6 +609,8 @@ def _render_fn(statics, cfg: DDSConfig):
         def one(latent, noises, t2s):
             if cfg.mode == "reference":
                 return {"result": _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)[0][0]}
+            if cfg.mode in SINGLE_GENERATOR_MODES:
+                return {"result": _single_synth(models, cfg, params, latent, t2s)[0][0]}
             i_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)[0][0]
             i_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)[0][0]
             return {"result": jnp.where(t2s, i_s, i_t), "other": jnp.where(t2s, i_t, i_s)}
@@ -563,7 +620,8 @@ def _render_fn(statics, cfg: DDSConfig):
 
 def final_images(models: DDSModels, state: State, inputs: Inputs, cfg: DDSConfig) -> Dict[str, jnp.ndarray]:
     """x̂ of the current latents: ``result`` [B, H, W, 3] (paper: G_t(ẑ) for s2t, G_s(ẑ) for t2s;
-    reference: G_s(ẑ, noise=noises), what DDS_main saves) and, in paper mode, ``other`` = the
+    reference: G_s(ẑ, noise=noises), what DDS_main saves; target / source: the one generator's image)
+    and, in paper mode, ``other`` = the
     source-role generator's image of the same ẑ."""
     return _render_fn(models.statics, cfg.resolved())(models.params, state, inputs)
 

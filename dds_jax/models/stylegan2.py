@@ -18,12 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 from dds_jax import ops
 from dds_jax.conversion.statedict import ConversionError, StateDictReader, strip_prefix
 
 PRECISION = lax.Precision.HIGHEST
 _DN = ("NHWC", "HWIO", "NHWC")
+CONV_OUT = "modconv_out"   # checkpoint name of every modulated convolution's output (kept by remat)
+REMAT = ("none", "convs", "layers", "layers_convs")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,6 +113,7 @@ class EqualLinear(nn.Module):
     lr_mul: float = 1.0
     bias_init: float = 0.0
     activation: bool = False
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x):
@@ -118,7 +122,7 @@ class EqualLinear(nn.Module):
                             (in_dim, self.features))
         bias = self.param("bias", lambda k, s: jnp.full(s, self.bias_init), (self.features,))
         scale = self.lr_mul / math.sqrt(in_dim)
-        out = jnp.dot(x, weight * scale, precision=PRECISION)
+        out = jnp.dot(x, weight * scale, precision=ops.precision_spec(self.precision).dense)
         if self.activation:
             return ops.fused_leaky_relu(out, bias * self.lr_mul)
         return out + bias * self.lr_mul
@@ -129,26 +133,27 @@ class MappingNetwork(nn.Module):
     style_dim: int
     n_mlp: int
     lr_mul: float
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, z):
         x = z * lax.rsqrt(jnp.mean(z ** 2, axis=-1, keepdims=True) + 1e-8)
         for i in range(self.n_mlp):
-            x = EqualLinear(self.style_dim, lr_mul=self.lr_mul, activation=True, name=f"fc{i}")(x)
+            x = EqualLinear(self.style_dim, lr_mul=self.lr_mul, activation=True, precision=self.precision,
+                            name=f"fc{i}")(x)
         return x
 
 
-def _conv(x, kernel, padding, lhs_dilation=(1, 1)):
-    return lax.conv_general_dilated(x, kernel, (1, 1), padding, lhs_dilation=lhs_dilation,
-                                    dimension_numbers=_DN, precision=PRECISION)
 
 
 class ModulatedConv(nn.Module):
     """rosinality ``ModulatedConv2d`` (no down-sampling).
 
-    ``fused=False`` (default) scales the input by the style, convolves with the shared weight and scales
-    the output by the demodulation coefficients; ``fused=True`` builds per-sample weights (what rosinality
-    does with a grouped conv). Both are the same function up to float rounding.
+    ``fused=False`` (default; StyleGAN2's ``fused_modconv=False``) scales the input by the style, runs ONE
+    convolution with the shared weight and scales the output by the demodulation coefficients, so a
+    vmap over seeds stays one batched convolution; ``fused=True`` builds per-sample weights (rosinality's
+    grouped conv). Both are the same function up to float rounding. Up-sampling is the transposed
+    convolution (``ops.conv_transpose_stride2``) followed by the blur, as in rosinality.
     """
     out_channels: int
     kernel_size: int
@@ -156,18 +161,29 @@ class ModulatedConv(nn.Module):
     upsample: bool = False
     blur_kernel: Tuple[int, ...] = (1, 3, 3, 1)
     fused: bool = False
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x, w):
         in_ch, k = x.shape[-1], self.kernel_size
+        spec = ops.precision_spec(self.precision)
         weight = self.param("weight", nn.initializers.normal(1.0), (k, k, in_ch, self.out_channels))
-        style = EqualLinear(in_ch, bias_init=1.0, name="modulation")(w)          # [N, in]
+        style = EqualLinear(in_ch, bias_init=1.0, precision=self.precision, name="modulation")(w)   # [N, in]
         weight = weight * (1.0 / math.sqrt(in_ch * k * k))
-        if self.upsample:
-            # torch conv_transpose2d(stride 2, padding 0) == lhs-dilated conv with a flipped kernel.
-            conv = lambda inp, ker: _conv(inp, jnp.flip(ker, (0, 1)), [(k - 1, k - 1)] * 2, (2, 2))
-        else:
-            conv = lambda inp, ker: _conv(inp, ker, [(k // 2, k // 2)] * 2)
+
+        def conv(inp, ker):
+            # float32 / tf32 keep the input dtype (float64 under x64 stays float64); bf16 casts.
+            dtype = inp.dtype if spec.dtype == jnp.float32 else spec.dtype
+            acc = jnp.result_type(inp.dtype, jnp.float32)
+            inp, ker = inp.astype(dtype), ker.astype(dtype)
+            if self.upsample:
+                out = ops.conv_transpose_stride2(inp, ker, spec.conv, acc)
+            else:
+                out = lax.conv_general_dilated(inp, ker, (1, 1), [(k // 2, k // 2)] * 2, dimension_numbers=_DN,
+                                               precision=spec.conv, preferred_element_type=acc)
+            # the residual remat keeps (stored in the compute dtype); everything after it is recomputed
+            return checkpoint_name(out.astype(dtype), CONV_OUT).astype(acc)
+
         if self.fused:
             per_sample = weight[None] * style[:, None, None, :, None]             # [N,k,k,in,out]
             if self.demodulate:
@@ -178,7 +194,7 @@ class ModulatedConv(nn.Module):
             out = conv(x * style[:, None, None, :], weight)
             if self.demodulate:
                 sq = jnp.sum(weight ** 2, axis=(0, 1))                            # [in, out]
-                d = lax.rsqrt(jnp.dot(style ** 2, sq, precision=PRECISION) + 1e-8)  # [N, out]
+                d = lax.rsqrt(jnp.dot(style ** 2, sq, precision=spec.dense) + 1e-8)  # [N, out]
                 out = out * d[:, None, None, :]
         if self.upsample:
             factor = 2
@@ -194,11 +210,12 @@ class StyledConv(nn.Module):
     upsample: bool = False
     blur_kernel: Tuple[int, ...] = (1, 3, 3, 1)
     fused: bool = False
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x, w, noise):
-        out = ModulatedConv(self.out_channels, 3, upsample=self.upsample,
-                            blur_kernel=self.blur_kernel, fused=self.fused, name="conv")(x, w)
+        out = ModulatedConv(self.out_channels, 3, upsample=self.upsample, blur_kernel=self.blur_kernel,
+                            fused=self.fused, precision=self.precision, name="conv")(x, w)
         strength = self.param("noise_strength", nn.initializers.zeros, ())
         out = out + strength * noise
         bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
@@ -209,10 +226,12 @@ class ToRGB(nn.Module):
     """1x1 modulated conv without demodulation + bias, plus the up-sampled skip (upfirdn2d up=2)."""
     blur_kernel: Tuple[int, ...] = (1, 3, 3, 1)
     fused: bool = False
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x, w, skip=None):
-        out = ModulatedConv(3, 1, demodulate=False, fused=self.fused, name="conv")(x, w)
+        out = ModulatedConv(3, 1, demodulate=False, fused=self.fused, precision=self.precision,
+                            name="conv")(x, w)
         out = out + self.param("bias", nn.initializers.zeros, (3,))
         if skip is not None:
             factor = 2
@@ -223,31 +242,43 @@ class ToRGB(nn.Module):
         return out
 
 
+def _remat_policy(remat: str):
+    return jax.checkpoint_policies.save_only_these_names(CONV_OUT) if remat.endswith("convs") else None
+
+
 class Synthesis(nn.Module):
-    """Constant input -> StyledConvs / ToRGBs. ``wplus`` [N, n_latent, style_dim]."""
+    """Constant input -> StyledConvs / ToRGBs. ``wplus`` [N, n_latent, style_dim].
+
+    ``remat`` (memory of the gradient, not its value): ``"none"`` keeps every intermediate for the
+    backward pass; ``"convs"`` keeps only the modulated convolutions' outputs and recomputes the cheap
+    rest (modulation, noise, activation, blur); ``"layers"`` keeps only each layer's input and recomputes
+    the layer, convolution included; ``"layers_convs"`` per layer, keeping conv outputs."""
     config: GeneratorConfig
     fused: bool = False
+    remat: str = "none"
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, wplus, noise: Sequence[jnp.ndarray]):
         cfg = self.config
+        per_layer = self.remat.startswith("layers")
+        styled = nn.remat(StyledConv, policy=_remat_policy(self.remat)) if per_layer else StyledConv
+        to_rgb = nn.remat(ToRGB, policy=_remat_policy(self.remat)) if per_layer else ToRGB
+        opts = dict(blur_kernel=cfg.blur_kernel, fused=self.fused, precision=self.precision)
         c4 = cfg.channel(4)
         const = self.param("const", nn.initializers.normal(1.0), (1, 4, 4, c4))
         out = jnp.broadcast_to(const, (wplus.shape[0], 4, 4, c4)).astype(wplus.dtype)
-        bk = cfg.blur_kernel
-        out = StyledConv(c4, blur_kernel=bk, fused=self.fused, name="conv1")(out, wplus[:, 0], noise[0])
+        out = styled(c4, name="conv1", **opts)(out, wplus[:, 0], noise[0])
         features = [out]
-        skip = ToRGB(bk, fused=self.fused, name="to_rgb1")(out, wplus[:, 1])
+        skip = to_rgb(name="to_rgb1", **opts)(out, wplus[:, 1])
         i = 1
         for level, log_res in enumerate(range(3, cfg.log_size + 1)):
             ch = cfg.channel(2 ** log_res)
-            out = StyledConv(ch, upsample=True, blur_kernel=bk, fused=self.fused,
-                             name=f"convs_{2 * level}")(out, wplus[:, i], noise[i])
+            out = styled(ch, upsample=True, name=f"convs_{2 * level}", **opts)(out, wplus[:, i], noise[i])
             features.append(out)
-            out = StyledConv(ch, blur_kernel=bk, fused=self.fused,
-                             name=f"convs_{2 * level + 1}")(out, wplus[:, i + 1], noise[i + 1])
+            out = styled(ch, name=f"convs_{2 * level + 1}", **opts)(out, wplus[:, i + 1], noise[i + 1])
             features.append(out)
-            skip = ToRGB(bk, fused=self.fused, name=f"to_rgbs_{level}")(out, wplus[:, i + 2], skip)
+            skip = to_rgb(name=f"to_rgbs_{level}", **opts)(out, wplus[:, i + 2], skip)
             i += 2
         return skip, features
 
@@ -256,14 +287,23 @@ class Generator(nn.Module):
     """rosinality ``Generator``: mapping network + synthesis network.
 
     ``__call__`` mirrors ``Generator.forward`` of the DDS code and returns ``(image NHWC, features)``.
+    ``remat`` (see :class:`Synthesis`; values unchanged) and ``precision`` (``ops.PRECISIONS``: float32
+    for parity, tf32 / bf16 for accelerators) change how it runs, not its variables.
     """
     config: GeneratorConfig
     fused: bool = False
+    remat: str = "none"
+    precision: str = "float32"
 
     def setup(self):
         cfg = self.config
-        self.mapping = MappingNetwork(cfg.style_dim, cfg.n_mlp, cfg.lr_mlp)
-        self.synthesis = Synthesis(cfg, fused=self.fused)
+        if self.remat not in REMAT:
+            raise ValueError(f"Generator.remat = {self.remat!r}; one of {REMAT}")
+        ops.precision_spec(self.precision)   # fails early on an unknown name
+        self.mapping = MappingNetwork(cfg.style_dim, cfg.n_mlp, cfg.lr_mlp, precision=self.precision)
+        synthesis = Synthesis if self.remat != "convs" else nn.remat(
+            Synthesis, policy=_remat_policy(self.remat))
+        self.synthesis = synthesis(cfg, fused=self.fused, remat=self.remat, precision=self.precision)
         self.noise_buffers = [self.variable("buffers", f"noise_{i}", jnp.zeros, s)
                               for i, s in enumerate(cfg.noise_shapes())]
 
@@ -357,10 +397,13 @@ def _count(reader: StateDictReader, fmt: str) -> int:
 
 def infer_config(sd: Dict[str, np.ndarray], lr_mlp: float = 0.01, source: str = "state_dict") -> GeneratorConfig:
     """Architecture from tensor shapes: size from the ToRGB count, channels from each conv weight."""
-    if "style.1.weight" not in sd or "conv1.conv.weight" not in sd:
-        sample = list(sd)[:5]
-        raise ConversionError(f"{source}: not a StyleGAN2 generator state_dict (no 'style.1.weight' / "
-                              f"'conv1.conv.weight'; first keys: {sample})")
+    missing = [k for k in ("style.1.weight", "conv1.conv.weight") if k not in sd]
+    if len(missing) == 2:
+        raise ConversionError(f"{source}: not a StyleGAN2 generator state_dict (neither 'style.1.weight' "
+                              f"nor 'conv1.conv.weight'; first keys: {list(sd)[:5]})")
+    if missing:
+        raise ConversionError(f"{source}: missing key {missing[0]!r} of a StyleGAN2 generator state_dict; "
+                              "re-export the complete generator (g_ema) state_dict")
     n_mlp = 0
     while f"style.{n_mlp + 1}.weight" in sd:
         n_mlp += 1

@@ -1,0 +1,455 @@
+"""Dual-domain synthesis measured against ground truth.
+
+  python -m dds_jax.benchmark --out=runs/benchmark                         # shipped demo models, 32 faces
+  python -m dds_jax.benchmark --out=runs/benchmark --config=configs/benchmark.py --config.n=8
+  python -m dds_jax.benchmark --out=runs/b --config.source_ckpt=DIR --config.target_ckpt=DIR \\
+      --config.segmenter_ckpt=DIR --config.methods=x_t,x_c,target      # any pair: see configs/benchmark.py
+
+The paper has no ground truth for a dual-domain image; the renderer (``dds_jax.render``) has one: it
+draws the same face in the source style and in the target style with the true part masks, so the true
+result is the source rendering inside the part and the target rendering outside it. The benchmark
+
+1. renders ``n`` faces (seeded) in both styles, with their true masks and the true dual-domain image;
+2. inverts each rendering into its own generator (W+, ``dds_jax.invert``, batched; cached in OUT);
+3. segments the two inversions with the segmenter (the masks every method gets, as in a real run);
+4. runs every method on these same inputs: ``x_t`` (the target inversion, i.e. doing nothing),
+   ``x_c`` (the naive crossover of Eq. 1) and the DDS objectives of :data:`METHODS`;
+5. scores each result against the truth: MSE and SSIM on the whole image, inside the TRUE part and
+   outside it, and a domain score from a small per-pixel style classifier trained on renderings
+   (P(source style) inside the part, P(target style) outside it).
+
+Writes ``OUT/benchmark.json`` (``{"default": name, "methods": {name: metrics}, ...}``),
+``OUT/benchmark.md`` (the table) and ``OUT/contact_sheet.png`` (rows = faces; columns = source
+rendering, target rendering, TRUTH, then every method in table order). The inversion step
+(:func:`invert_pair` + :func:`make_inputs`) is the reusable part for inputs that are images.
+"""
+import dataclasses
+import functools
+import json
+import pathlib
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import linen as nn
+
+from dds_jax import checkpoint as ckpt_io
+from dds_jax import cli_utils, invert, metrics, render
+from dds_jax.dds import optimize as opt
+
+# DDS methods: name -> DDSConfig fields (iterations and backbone come from the benchmark config).
+METHODS: Dict[str, dict] = {
+    "paper": dict(mode="paper"),                              # Eqs. 1-6: two generators, ẑ in Z
+    "reference": dict(mode="reference"),                      # released loop: G_s, W+, fresh noise
+    "source": dict(mode="source"),                            # released loop on G_s, fixed noise
+    "target_mean": dict(mode="target", init="mean"),          # the loop on G_t from the mean latent
+    "target": dict(mode="target"),                            # ... from the target's latent (default)
+    "target_pixel": dict(mode="target", perceptual_weight=0.0),   # ... without the perceptual terms
+}
+BASELINES = ("x_t", "x_c")
+DEFAULT_METHOD = "target"
+METRICS = ("mse", "mse_in_part", "mse_out_part", "ssim", "ssim_in_part", "ssim_out_part",
+           "p_source_in_part", "p_target_out_part")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every benchmark option (``--config.<field>=...``); configs/benchmark.py returns this."""
+    c = ml_collections.ConfigDict()
+    c.source_ckpt = "demo:sketch"     # G_s and the style its renderings are drawn in
+    c.target_ckpt = "demo:photo"
+    c.segmenter_ckpt = "demo:segmenter"
+    c.source_style = "sketch"         # dds_jax.render styles
+    c.target_style = "photo"
+    c.part = "hair"                   # render.PARTS names, comma-separated (segmenter and truth)
+    c.n = 32                          # faces
+    c.seed = 1000                     # render_faces seed of the faces (not a training seed of the demo)
+    c.invert_steps = 300              # Adam steps of each W+ inversion
+    c.invert_lr = 0.05
+    c.iterations = 200                # DDS iterations of every method (the demo's)
+    c.chunk = 50
+    c.backbone = "generator"          # DDS perceptual backbone (generator: no torchvision weights)
+    c.backbone_ckpt = ""
+    c.methods = ""                    # comma-separated subset of x_t, x_c and METHODS; "" = all
+    c.default_method = DEFAULT_METHOD
+    c.init_seed = 0
+    c.classifier_steps = 400          # the style classifier's Adam steps (batch 32 renderings)
+    c.classifier_seed = 2000
+    c.sheet_rows = 8
+    return c
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Renders:
+    """uint8 renderings [N, H, W, 3] of the same faces in both styles, the true part mask [N, H, W]
+    (bool) and the true dual-domain image (source style inside the part, target style outside)."""
+    source: np.ndarray
+    target: np.ndarray
+    mask: np.ndarray
+    truth: np.ndarray
+
+
+def part_ids(part: str) -> List[int]:
+    names = [p.strip() for p in str(part).split(",") if p.strip()]
+    bad = [p for p in names if p not in render.PARTS[1:]]
+    if not names or bad:
+        raise ValueError(f"config.part = {part!r}: use names of {', '.join(render.PARTS[1:])}")
+    return [render.PARTS.index(p) for p in names]
+
+
+def render_truth(seed: int, n: int, size: int, part: str, source_style: str = "sketch",
+                 target_style: str = "photo") -> Renders:
+    src, labels = render.render_faces(seed, n, size, source_style)
+    tgt, _ = render.render_faces(seed, n, size, target_style)    # same faces: same labels
+    mask = np.isin(labels, part_ids(part))
+    truth = np.where(mask[..., None], src, tgt)
+    return Renders(src, tgt, mask, truth)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs: inversion + segmentation (reusable for any source / target images)
+# --------------------------------------------------------------------------------------------------
+def invert_pair(gen_s, gen_t, source_images, target_images, steps: int, lr: float = 0.05,
+                cache: Optional[pathlib.Path] = None, key: Optional[dict] = None) -> dict:
+    """W+ inversions of source images into G_s and target images into G_t (uint8 [N, H, W, 3]).
+
+    Returns {w_s, x_s, w_t, x_t (float [-1, 1]), mse_s, mse_t [N], feats_s, feats_t (lists of
+    [N, h, w, C])}. With ``cache`` (an .npz path) and ``key`` (a JSON-able description of the inputs),
+    the latents of a finished inversion with the same key are reused (images and features are
+    re-rendered from them); the file is written atomically."""
+    key_text = json.dumps(key, sort_keys=True)
+    n = len(source_images)
+    latents = None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == key_text and len(z["w_s"]) >= n:    # images are inverted independently
+                latents = {k: z[k][:n] for k in ("w_s", "w_t", "mse_s", "mse_t")}
+    if latents is None:
+        latents = {}
+        for tag, gen, images in (("s", gen_s, source_images), ("t", gen_t, target_images)):
+            w, _, _, mse = invert.invert(gen, images, steps=steps, lr=lr)
+            latents.update({f"w_{tag}": w, f"mse_{tag}": mse})
+        if cache is not None:
+            tmp = cache.with_name(cache.name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, key=key_text, **latents)
+            tmp.replace(cache)
+    out = dict(latents)
+    for tag, gen in (("s", gen_s), ("t", gen_t)):
+        out[f"x_{tag}"], out[f"feats_{tag}"] = render_latents(gen, latents[f"w_{tag}"])
+    return out
+
+
+def fingerprint(variables) -> str:
+    """sha1 of a generator's weights: a cache made with other weights under the same name is not reused."""
+    import hashlib
+    h = hashlib.sha1()
+    for leaf in jax.tree_util.tree_leaves(variables):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _render_fn(config):
+    from dds_jax.models import stylegan2 as sg
+    module = sg.Generator(config)
+    return jax.jit(lambda variables, w: module.apply(variables, w, input_is_latent=True))
+
+
+def render_latents(gen, wplus, batch_size: int = 32):
+    """(images [N, H, W, 3] in [-1, 1], features) of W+ latents, the checkpoint's fixed noise."""
+    outs = [jax.device_get(_render_fn(gen.config)(gen.variables, jnp.asarray(wplus[i:i + batch_size])))
+            for i in range(0, len(wplus), batch_size)]
+    return (np.concatenate([o[0] for o in outs]),
+            [np.concatenate(f) for f in zip(*[o[1] for o in outs])])
+
+
+def make_inputs(inv: dict, seg_fn: Callable, cfg: opt.DDSConfig) -> opt.Inputs:
+    """DDS problems of inverted images: the segmenter's masks on each inversion, x_c of Eq. 1, and the
+    W+ latents (the generator backbone and init='input' need them)."""
+    y_s = seg_fn(jnp.asarray(inv["x_s"]), [jnp.asarray(f) for f in inv["feats_s"]])
+    y_t = seg_fn(jnp.asarray(inv["x_t"]), [jnp.asarray(f) for f in inv["feats_t"]])
+    return opt.inputs_from_images(inv["x_s"], inv["x_t"], y_s, y_t, cfg, inv["w_s"], inv["w_t"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Domain classifier: per-pixel P(source style), trained on renderings
+# --------------------------------------------------------------------------------------------------
+class StyleNet(nn.Module):
+    """Three 3x3 convolutions (receptive field 7x7 pixels): per-pixel logit of 'source style'."""
+
+    @nn.compact
+    def __call__(self, x):
+        for ch in (24, 24):
+            x = nn.relu(nn.Conv(ch, (3, 3))(x))
+        return nn.Conv(1, (3, 3))(x)[..., 0]
+
+
+def style_mix(rng: np.random.Generator, source, target, labels):
+    """Renderings with a random subset of parts (each with probability 1/2, the background too) in the
+    source style and the rest in the target style -> (images in [-1, 1], label 1 = source style)."""
+    chosen = rng.random((len(labels), len(render.PARTS))) < 0.5
+    mask = np.take_along_axis(chosen, labels.reshape(len(labels), -1).astype(np.int64), 1).reshape(labels.shape)
+    images = np.where(mask[..., None], source, target).astype(np.float32) / 127.5 - 1.0
+    return images, mask.astype(np.float32)
+
+
+def train_style_classifier(size: int, source_style: str, target_style: str, steps: int = 400,
+                           seed: int = 2000, batch: int = 32):
+    """Params of :class:`StyleNet` trained with per-pixel logistic loss on mixed renderings (a stream
+    of faces unrelated to the benchmark's), and a jitted ``p_source(params, images [-1, 1]) -> [N, H, W]``."""
+    net = StyleNet()
+    params = net.init(jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3)))
+    tx = optax.adam(3e-3)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, x, y):
+        def loss_fn(p):
+            return jnp.mean(optax.sigmoid_binary_cross_entropy(net.apply(p, x), y))
+        loss, g = jax.value_and_grad(loss_fn)(params)
+        u, state = tx.update(g, state, params)
+        return optax.apply_updates(params, u), state, loss
+
+    rng = np.random.default_rng(seed)
+    n_batches = 8                                       # a fixed pool of renderings, re-mixed each step
+    pool = [render.batch_params(seed, k, batch) for k in range(n_batches)]
+    styled = [(render.render(p, size, source_style), render.render(p, size, target_style)) for p in pool]
+    for i in range(int(steps)):
+        (src, labels), (tgt, _) = styled[i % n_batches]
+        x, y = style_mix(rng, src, tgt, labels)
+        params, state, _ = step(params, state, jnp.asarray(x), jnp.asarray(y))
+    return params, jax.jit(lambda p, x: jax.nn.sigmoid(net.apply(p, x)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------------
+def _region_mean(values, region):
+    """Per-image mean of values [N, H, W(, C)] over region [N, H, W] (NaN where the region is empty)."""
+    v = np.asarray(values, np.float64)
+    if v.ndim == 4:
+        v = v.mean(-1)
+    r = np.asarray(region, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (v * r).sum((1, 2)) / r.sum((1, 2))
+
+
+def score_images(images, truth, mask, p_source: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Per-image scores of images against the truth (both float in [0, 1], [N, H, W, 3]; mask [N, H, W]
+    bool, the TRUE part). p_source: the style classifier's P(source style) map of ``images``."""
+    images, truth = np.asarray(images, np.float32), np.asarray(truth, np.float32)
+    inside = np.asarray(mask, bool)
+    outside = ~inside
+    err = (images - truth) ** 2
+    s_map = np.asarray(metrics.ssim_map(jnp.asarray(images), jnp.asarray(truth)))
+    full = np.ones(inside.shape, bool)
+    out = {"mse": _region_mean(err, full), "mse_in_part": _region_mean(err, inside),
+           "mse_out_part": _region_mean(err, outside), "ssim": _region_mean(s_map, full),
+           "ssim_in_part": _region_mean(s_map, inside), "ssim_out_part": _region_mean(s_map, outside)}
+    if p_source is not None:
+        out["p_source_in_part"] = _region_mean(p_source, inside)
+        out["p_target_out_part"] = _region_mean(1.0 - np.asarray(p_source), outside)
+    return out
+
+
+def summarize(per_image: Dict[str, np.ndarray]) -> Dict[str, float]:
+    return {k: round(float(np.nanmean(v)), 5) for k, v in per_image.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------------
+def method_names(spec: str) -> List[str]:
+    known = list(BASELINES) + list(METHODS)
+    names = [m.strip() for m in str(spec).split(",") if m.strip()] or known
+    bad = [m for m in names if m not in known]
+    if bad:
+        raise ValueError(f"config.methods: unknown {bad}; known methods: {', '.join(known)}")
+    return names
+
+
+def method_config(name: str, c) -> opt.DDSConfig:
+    return opt.DDSConfig(**dict(METHODS[name], backbone=c.backbone, iterations=int(c.iterations))).resolved()
+
+
+def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress=None) -> np.ndarray:
+    """x̂ [N, H, W, 3] in [-1, 1] of one method on the benchmark inputs."""
+    if name == "x_t":
+        return np.asarray(inputs.x_t)
+    if name == "x_c":
+        return np.asarray(inputs.x_c)
+    dcfg = method_config(name, c)
+    last = [0]
+
+    def tick(done, *_):
+        if progress is not None:
+            progress.update((done - last[0]) * int(inputs.x_s.shape[0]))
+        last[0] = done
+    res = opt.run_dds(models, inputs, dcfg, jax.random.PRNGKey(c.init_seed), chunk=int(c.chunk), callback=tick)
+    if res.failed:
+        raise RuntimeError(f"method {name}: non-finite loss for problems {res.failed}")
+    return np.asarray(res.images["result"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole benchmark
+# --------------------------------------------------------------------------------------------------
+def load(c):
+    """(DDSModels, seg_fn, segmenter parts) of the config's checkpoints."""
+    from dds_jax import pipeline, segmentation
+    from dds_jax.models import stylegan2 as sg
+    gen_s = sg.load_generator(pipeline.resolve_model_path(c.source_ckpt))
+    gen_t = sg.load_generator(pipeline.resolve_model_path(c.target_ckpt))
+    backbone_params = None
+    if c.backbone != "generator":
+        backbone_params = ckpt_io.load_model(pipeline.resolve_model_path(c.backbone_ckpt),
+                                             expect_kind=c.backbone).params
+    models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
+    seg = segmentation.load_segmenter(pipeline.resolve_model_path(c.segmenter_ckpt))
+    for gen in (gen_s, gen_t):
+        segmentation.check_compatible(gen.config, seg)
+    parts = segmentation.parse_parts(c.part, seg)
+    return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts)
+
+
+def run_benchmark(c, out) -> dict:
+    """The whole benchmark (see the module docstring); returns what benchmark.json holds."""
+    from tqdm import tqdm
+    out = pathlib.Path(out)
+    names = method_names(c.methods)
+    if c.default_method not in names:
+        raise ValueError(f"config.default_method = {c.default_method!r} is not among the methods run "
+                         f"({', '.join(names)})")
+    if int(c.n) < 1:
+        raise ValueError(f"config.n must be >= 1, got {c.n}")
+    part_ids(c.part)
+    t0 = time.perf_counter()
+    gen_s, gen_t, models, seg_fn = load(c)
+    size = models.config_t.size
+    truth = render_truth(c.seed, c.n, size, c.part, c.source_style, c.target_style)
+    out.mkdir(parents=True, exist_ok=True)
+    # faces i < n depend only on (seed, i): a cache of more faces serves a smaller n
+    key = {"source": fingerprint(gen_s.variables), "target": fingerprint(gen_t.variables),
+           "source_ckpt": c.source_ckpt, "target_ckpt": c.target_ckpt, "source_style": c.source_style,
+           "target_style": c.target_style, "seed": int(c.seed), "steps": int(c.invert_steps),
+           "lr": float(c.invert_lr), "size": size}
+    timings = {}
+    inv = invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr,
+                      cache=out / "inversions.npz", key=key)
+    timings["inversion_s"] = round(time.perf_counter() - t0, 1)
+    inputs = make_inputs(inv, seg_fn, opt.DDSConfig())
+    cls_params, p_source = train_style_classifier(size, c.source_style, c.target_style,
+                                                  c.classifier_steps, c.classifier_seed)
+    to01 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)      # noqa: E731
+    truth01 = truth.truth.astype(np.float32) / 255.0
+
+    def scores(img01):
+        p = np.asarray(p_source(cls_params, jnp.asarray(img01 * 2.0 - 1.0)))
+        return score_images(img01, truth01, truth.mask, p)
+
+    n_dds = sum(name in METHODS for name in names)
+    results, images = {}, {}
+    with tqdm(total=n_dds * int(c.iterations) * int(c.n), unit="it", desc="benchmark problem-iterations",
+              dynamic_ncols=True, disable=None) as progress:
+        for name in names:
+            t1 = time.perf_counter()
+            progress.set_postfix(method=name)
+            images[name] = to01(run_method(name, models, inputs, c, progress))
+            results[name] = summarize(scores(images[name]))
+            results[name]["seconds"] = round(time.perf_counter() - t1, 1)
+            logging.info("%s: %s", name, results[name])
+    seg_masks = (np.asarray(inputs.y_s)[..., 0] > 0.5, np.asarray(inputs.y_t)[..., 0] > 0.5)
+    report = {
+        "default": c.default_method, "methods": results,
+        "truth": summarize(scores(truth01)),             # the classifier's scores of the truth itself
+        "inversion": {"mse_source": round(float(np.mean(inv["mse_s"])), 5),
+                      "mse_target": round(float(np.mean(inv["mse_t"])), 5)},
+        "segmenter_iou": {"source": _iou(seg_masks[0], truth.mask), "target": _iou(seg_masks[1], truth.mask)},
+        "config": c.to_dict(), "timings": dict(timings, total_s=round(time.perf_counter() - t0, 1)),
+        "dds_configs": {n: dataclasses.asdict(method_config(n, c)) for n in names if n in METHODS},
+    }
+    ckpt_io.write_json_atomic(out / "benchmark.json", report)
+    _write_text(out / "benchmark.md", markdown_table(report))
+    rows = min(int(c.sheet_rows), int(c.n))
+    tiles = []
+    for i in range(rows):
+        tiles += [truth.source[i], truth.target[i], truth.truth[i]]
+        tiles += [cli_utils.to_uint8(images[name][i], (0.0, 1.0)) for name in names]
+    cli_utils.save_png(out / "contact_sheet.png", cli_utils.make_grid(tiles, ncols=3 + len(names)))
+    return report
+
+
+def _iou(pred, true) -> float:
+    return round(float(np.logical_and(pred, true).sum() / max(np.logical_or(pred, true).sum(), 1)), 4)
+
+
+def _write_text(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def markdown_table(report: dict) -> str:
+    c = report["config"]
+    head = ("| method | MSE ↓ | MSE in part ↓ | MSE out of part ↓ | SSIM ↑ | SSIM in part ↑ | "
+            "SSIM out of part ↑ | P(source) in part ↑ | P(target) out of part ↑ |")
+    lines = [f"# Dual-domain benchmark: {c['n']} rendered faces, part {c['part']}, "
+             f"{c['source_style']} ({c['source_ckpt']}) into {c['target_style']} ({c['target_ckpt']})", "",
+             head, "|" + "---|" * 9]
+    rows = list(report["methods"].items()) + [("(truth)", report["truth"])]
+    for name, m in rows:
+        tag = f"**{name}** (default)" if name == report["default"] else name
+        lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS) + " |")
+    inv, iou = report["inversion"], report["segmenter_iou"]
+    lines += ["", f"Images in [0, 1]; in/out of part = the TRUE part mask of the renderer. Inversion MSE: "
+              f"source {inv['mse_source']:.4f}, target {inv['mse_target']:.4f}; segmenter IoU of the part: "
+              f"source {iou['source']:.3f}, target {iou['target']:.3f}. DDS: {c['iterations']} iterations. "
+              "Contact sheet columns: source rendering, target rendering, truth, then the methods in "
+              "table order.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+def main(argv):
+    from absl import app, flags
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    try:
+        report = run_benchmark(f.config, f.out)
+    except (ValueError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(markdown_table(report))
+    print(f"benchmark written to {f.out} (benchmark.json, benchmark.md, contact_sheet.png)")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """This file is the default ``--config``: the shipped demo pair (see configs/benchmark.py)."""
+    return default_config()
+
+
+def define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", __file__, "Benchmark config file (default: the shipped "
+                                    "demo pair); override fields with --config.n=8 ...", lock_config=True)
+    flags.DEFINE_string("out", None, "Output folder.", required=True)
+
+
+if __name__ == "__main__":
+    from absl import app
+    define_flags()
+    app.run(main)

@@ -1,0 +1,54 @@
+"""Command line of the studio: config flags, the work directory, the local server."""
+import sys
+
+
+
+def define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py); its models, "
+                                    "parts and DDS settings are the studio's defaults.", lock_config=True)
+    flags.DEFINE_integer("port", 8765, "Port on 127.0.0.1.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (keep it local: the studio has no login).")
+    flags.DEFINE_string("workdir", "runs/studio", "Samples, labels, the trained segmenter, masks and DDS runs.")
+    flags.DEFINE_multi_string("browse", [], "More folders whose run directories and reports to list "
+                              "(the parent of config.output_dir and WORKDIR/runs always are).")
+    flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    from absl import flags
+    from dds_jax.studio.app import create_app
+    from dds_jax.studio.engine import Studio
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        print('error: the studio needs its extra: pip install -e ".[studio]"', file=sys.stderr)
+        sys.exit(2)
+    try:
+        studio = Studio(FLAGS.config, FLAGS.workdir, FLAGS.browse)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    app = create_app(studio)
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)     # not a line per progress poll
+    print(f"DDS studio on http://{FLAGS.host}:{FLAGS.port}  (work directory {studio.workdir}; Ctrl-C stops)",
+          flush=True)
+    try:
+        app.run(host=FLAGS.host, port=FLAGS.port, threaded=True, use_reloader=False, debug=False)
+    except OSError as e:
+        print(f"error: cannot listen on {FLAGS.host}:{FLAGS.port} ({e.strerror or e}); pass another --port",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def run():
+    from absl import app
+    from dds_jax import config as config_lib
+    define_flags()
+    app.run(main, flags_parser=config_lib.parse_flags)
