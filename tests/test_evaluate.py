@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dds_jax import checkpoint, evaluate, metrics, run_io, sweep
+from dds_jax.dds import optimize as opt
 from dds_jax.models import inception as inc
 from demo_utils import ROOT, demo_config
 from fixture_utils import fixture_dirs, load_state_dict
@@ -108,6 +109,7 @@ def test_sweep_writes_fig8(tmp_path):
     assert (out / "sweep.png").stat().st_size > 0
     assert (out / sweep.run_name("beta", 0.0) / "run.json").is_file()
     runs = [json.loads((out / sweep.run_name("beta", v) / "run.json").read_text())["config"] for v in (0.0, 1.0)]
-    assert [r["beta"] for r in runs] == [0.0, 1.0] and runs[0]["alpha"] == runs[1]["alpha"] == 0.9
+    alpha = opt.DDSConfig(mode=c.mode).resolved().alpha       # the unswept weight keeps the mode's default
+    assert [r["beta"] for r in runs] == [0.0, 1.0] and runs[0]["alpha"] == runs[1]["alpha"] == alpha
     with pytest.raises(ValueError, match="params"):
         sweep.sweep(c, ["delta"], [1.0], tmp_path / "bad")
