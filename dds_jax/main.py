@@ -7,6 +7,7 @@
 The logic lives in dds_jax.pipeline; see dds_jax/config.py for every field. Bad input prints one line
 ``error: ...`` and exits 2; Ctrl-C prints the command that resumes the run and exits 130.
 """
+import os
 import shlex
 import sys
 
@@ -39,7 +40,11 @@ def main(argv):
         out = pipeline.run_dds(_CONFIG.value)
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with: {resume_command(sys.argv)}", file=sys.stderr)
-        sys.exit(130)
+        # Every file is written atomically, so nothing is half-written; leave without interpreter
+        # teardown, which can segfault while XLA still runs the interrupted step on its threads.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
