@@ -26,6 +26,21 @@ setup(
         "imageio>=2.28",       # optimisation GIFs
         "scipy>=1.10",         # matrix square root for FID (as pytorch-fid)
     ],
+    # Every program is also `python -m dds_jax.main` / `python -m dds_jax.cli.<name>` / `python -m dds_jax.studio`.
+    entry_points={"console_scripts": [
+        "dds-jax=dds_jax.main:run",
+        "dds-sample=dds_jax.cli.sample:run",
+        "dds-segment=dds_jax.cli.segment:run",
+        "dds-train=dds_jax.cli.train:run",
+        "dds-adapt=dds_jax.cli.adapt:run",
+        "dds-evaluate=dds_jax.cli.evaluate:run",
+        "dds-sweep=dds_jax.cli.sweep:run",
+        "dds-benchmark=dds_jax.cli.benchmark:run",
+        "dds-demo-models=dds_jax.cli.demo_models:run",
+        "dds-render=dds_jax.cli.render:run",
+        "dds-convert=dds_jax.cli.convert:run",
+        "dds-studio=dds_jax.studio.server:run",
+    ]},
     extras_require={
         # torch only to *read* .pt checkpoints; 2.13.0 is a CPU wheel. Never needed to run DDS.
         "convert": ["torch==2.13.0"],

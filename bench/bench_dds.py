@@ -15,7 +15,6 @@ matmul on the same machine, as a Markdown table for BENCHMARKS.md.
 ``--precisions`` / ``--remat`` set the generators' ``precision`` / ``remat`` options (and the backbone's
 convolution precision) for this process only.
 """
-import functools
 import platform
 import time
 

@@ -8,7 +8,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
 from dds_jax.models import stylegan2 as sg

@@ -15,7 +15,7 @@ from absl import app, flags
 
 from timing import time_compiled
 
-from dds_jax import metrics
+from dds_jax.eval import metrics
 from dds_jax.models import inception
 
 FLAGS = flags.FLAGS

@@ -5,7 +5,7 @@
 
 AlexNet works better than VGG for cars and horses (paper Appendix A, Fig. 15).
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@
 The two generators are NOT adapted from one another, so x_s and x_t come from different seeds
 (unpaired); DDS only works where the masks roughly align, so expect to pick seeds.
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config():

@@ -2,7 +2,7 @@
 
   python -m dds_jax.main --config=configs/demo.py
 
-A 32x32 dual-domain pair made by the package itself (``python -m dds_jax.demo_models``): ``photo``, a
+A 32x32 dual-domain pair made by the package itself (``python -m dds_jax.cli.demo_models``): ``photo``, a
 StyleGAN2 trained on procedural cartoon faces, and ``sketch``, that generator adapted to 10 line drawings
 with few-shot cross-domain adaptation (same latent space). As in the paper's faces <-> sketches experiment
 (Sec. 5.1), the source is the sketch domain and the target the photo domain; the part is the hair (the
@@ -10,7 +10,7 @@ with few-shot cross-domain adaptation (same latent space). As in the paper's fac
 was trained on one rendered face with its true part mask; it finds hair/skin reliably but not the tiny
 eyes/nose/mouth at 32x32 (IoU in README), hence the hair.
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config():
@@ -21,7 +21,7 @@ def get_config():
     c.segmenter_ckpt = "demo:segmenter"
     c.parts = "hair"
     c.backbone = "generator"        # no torchvision weights needed (paper Appendix D)
-    # The objective that wins on the ground-truth benchmark (python -m dds_jax.benchmark, README
+    # The objective that wins on the ground-truth benchmark (python -m dds_jax.cli.benchmark, README
     # "Benchmark"): x̂ = G_t(ŵ), ŵ in W+ from x_t's latent, fixed noise, every term on x̂ itself (the
     # hair against x_s, the rest against x_t, all of x̂ against x_c). mode='paper' returns x_t here.
     c.mode = "target"

@@ -5,9 +5,9 @@
 
 Models: rosinality FFHQ 256 `g_ema` and the few-shot-gan-adaptation caricature model, converted with
 convert/torch_to_flax.py --kind=stylegan2; torchvision vgg16-397923af.pth with --kind=vgg16; a
-segmenter trained with `python -m dds_jax.segment train` on one labelled FFHQ sample.
+segmenter trained with `python -m dds_jax.cli.segment train` on one labelled FFHQ sample.
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@
 
 The config argument after ':' picks the part: eyes_nose_mouth (default) or hair.
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config(part="eyes_nose_mouth"):

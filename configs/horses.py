@@ -4,7 +4,7 @@
 
 The sketch-horse generator is adapted from the LSUN horse StyleGAN2 with 10 sketches (Appendix E).
 """
-from dds_jax.config import base_config
+from dds_jax.dds.config import base_config
 
 
 def get_config():

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dds_jax import __version__
+from dds_jax import __version__, files
 
 FORMAT = 1
 
@@ -45,23 +45,20 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def write_json_atomic(path, obj) -> None:
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+def _save_orbax(directory: pathlib.Path, tree) -> None:
+    """orbax save of ``tree`` into ``directory``, atomically: written beside it, then swapped in (an
+    interrupted save leaves the previous checkpoint, or none, never half of one)."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ckptr = _checkpointer()
+    ckptr.save(tmp, tree)
+    ckptr.wait_until_finished()
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_model(directory, kind: str, config: dict, params, overwrite: bool = False) -> pathlib.Path:
@@ -71,16 +68,9 @@ def save_model(directory, kind: str, config: dict, params, overwrite: bool = Fal
     if (directory / "model.json").exists() and not overwrite:
         raise FileExistsError(f"{directory} already holds a model (pass overwrite=True / --overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
-    params = _to_numpy(params)
-    tmp = directory / "params.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    ckptr = _checkpointer()
-    ckptr.save(tmp, params)
-    ckptr.wait_until_finished()
     (directory / "model.json").unlink(missing_ok=True)
-    shutil.rmtree(directory / "params", ignore_errors=True)
-    os.replace(tmp, directory / "params")
-    write_json_atomic(directory / "model.json",
+    _save_orbax(directory / "params", _to_numpy(params))
+    files.write_json(directory / "model.json",
                       {"kind": kind, "config": config, "format": FORMAT, "dds_jax_version": __version__})
     return directory
 
@@ -143,38 +133,96 @@ def _to_numpy(tree):
 
 
 # --------------------------------------------------------------------------------------------------
-# Arbitrary pytrees (optimiser state of a long run), saved by leaf index so any structure restores
+# Run / training state: any pytree, stored and restored by key path
 # --------------------------------------------------------------------------------------------------
-def save_pytree(directory, tree) -> None:
-    """Save ``tree``'s leaves with orbax into ``directory`` atomically (write aside, then swap)."""
-    import jax
-    directory = pathlib.Path(directory).absolute()
-    leaves = jax.tree_util.tree_leaves(jax.device_get(tree))
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ckptr = _checkpointer()
-    ckptr.save(tmp, {str(i): np.asarray(x) for i, x in enumerate(leaves)})
-    ckptr.wait_until_finished()
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+class StateMismatchError(ValueError):
+    """A saved state whose key paths or shapes differ from the state the program expects."""
 
 
-def restore_pytree(directory, like):
-    """Restore leaves saved by :func:`save_pytree` into the structure of ``like`` (shapes checked)."""
+def _key_name(entry) -> str:
+    for attr in ("key", "name", "idx"):          # DictKey, GetAttrKey (NamedTuple / dataclass), SequenceKey
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def state_paths(tree) -> dict:
+    """{"field/sub/0": leaf} for every leaf of ``tree``: NamedTuple and dataclass fields by name, dict
+    keys, list indices. The order of fields plays no part."""
+    import jax
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_name(k) for k in path): leaf for path, leaf in flat}
+
+
+def _nested(flat: dict) -> dict:
+    out = {}
+    for path, leaf in flat.items():
+        node = out
+        *parents, last = path.split("/")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[last] = leaf
+    return out
+
+
+def save_state(directory, tree) -> None:
+    """Save ``tree`` with orbax into ``directory``, keyed by path (:func:`state_paths`), atomically:
+    written aside, then swapped in, so an interrupted save keeps the previous state."""
     import jax
     directory = pathlib.Path(directory).absolute()
-    saved = _restore(directory)
+    flat = {k: np.asarray(v) for k, v in state_paths(jax.device_get(tree)).items()}
+    _save_orbax(directory, _nested(flat))
+
+
+def restore_state(directory, like):
+    """The state saved by :func:`save_state`, in the structure of ``like``: each leaf is found by its
+    key path, so reordered fields restore correctly; a missing, unexpected or reshaped entry raises
+    StateMismatchError naming it (never a silent swap of two same-shaped arrays)."""
+    import jax
+    directory = pathlib.Path(directory).absolute()
+    saved = {k: v for k, v in state_paths(_restore(directory)).items()}
+    expected = state_paths(like)
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")]
+                 if unexpected else [])
+        raise StateMismatchError(f"{directory}: the saved state does not match this program's state "
+                                 f"({'; '.join(parts)}); it was written by another version or setting: "
+                                 "start the run again (overwrite)")
     leaves, treedef = jax.tree_util.tree_flatten(like)
-    if len(saved) != len(leaves):
-        raise ValueError(f"{directory}: holds {len(saved)} arrays, expected {len(leaves)}")
     out = []
-    for i, ref in enumerate(leaves):
-        arr = np.asarray(saved[str(i)])
+    for path, ref in expected.items():
+        arr = np.asarray(saved[path])
         if arr.shape != np.shape(ref):
-            raise ValueError(f"{directory}: array {i} has shape {arr.shape}, expected {np.shape(ref)}")
+            raise StateMismatchError(f"{directory}: {path} has shape {arr.shape}, this program expects "
+                                     f"{np.shape(ref)}; start the run again (overwrite)")
         out.append(arr.astype(np.asarray(ref).dtype))
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Where a model directory is: a path, or ``demo:<name>`` for the tiny models shipped with the package
+# --------------------------------------------------------------------------------------------------
+DEMO_DIR = pathlib.Path(__file__).parent / "assets" / "demo"
+DEMO_PREFIX = "demo:"
+
+
+def resolve_model_path(path) -> pathlib.Path:
+    """A model directory; ``demo:<name>`` names one of the tiny models shipped with the package. Every
+    command that takes a model (main, sample, segment, evaluate, ...) resolves its paths here."""
+    path = str(path)
+    if path.startswith(DEMO_PREFIX):
+        name = path[len(DEMO_PREFIX):]
+        p = DEMO_DIR / name
+        if not name or not (p / "model.json").is_file():
+            names = sorted(d.name for d in DEMO_DIR.iterdir() if (d / "model.json").is_file())
+            raise FileNotFoundError(f"{path}: no such demo model; shipped: "
+                                    f"{', '.join(DEMO_PREFIX + n for n in names)}")
+        return p
+    p = pathlib.Path(path).expanduser()
+    if not (p / "model.json").is_file():
+        raise FileNotFoundError(f"{path}: no converted model there (expected {p}/model.json); convert "
+                                "a checkpoint with convert/torch_to_flax.py")
+    return p

@@ -4,52 +4,54 @@
   python -m dds_jax.main --config=configs/cars.py --config.num_seeds=100 --config.batch_size=16
   python -m dds_jax.main --config=configs/cars.py --config.output_dir=runs/cars --config.resume=True
 
-The logic lives in dds_jax.pipeline; see dds_jax/config.py for every field. Bad input prints one line
-``error: ...`` and exits 2; Ctrl-C prints the command that resumes the run and exits 130.
+The logic lives in dds_jax.dds.pipeline; see dds_jax/dds/config.py for every field. Bad input prints one
+line ``error: ...`` and exits 2; Ctrl-C prints the command that resumes the run and exits 130.
 """
-import os
-import shlex
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from dds_jax import config as config_lib
-from dds_jax import pipeline
+from dds_jax.cli import common
+from dds_jax.dds import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                          lock_config=True)
-flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host runs; "
-                  "each host then runs its own seeds on its local devices, see README).")
-flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
+                                              lock_config=True)
+    flags.DEFINE_bool("distributed", False, "Multi-process run (jax.distributed): every process runs its "
+                      "share of the seeds on its local devices, all write into one run directory (see README).")
+    flags.DEFINE_string("coordinator_address", None, "--distributed: host:port of process 0 (default: "
+                        "detected from the cluster environment, e.g. SLURM).")
+    flags.DEFINE_integer("num_processes", None, "--distributed: number of processes (default: detected).")
+    flags.DEFINE_integer("process_id", None, "--distributed: this process's index (default: detected).")
+    flags.mark_flags_as_required(["config"])
 
 
 def resume_command(argv) -> str:
     """The command line that continues this run: the same arguments with ``--config.resume=True``."""
-    args = [a for a in argv[1:] if not a.startswith("--config.resume")]
-    return " ".join(["python -m dds_jax.main"] + [shlex.quote(a) for a in args] + ["--config.resume=True"])
+    return common.resume_command(argv, "python -m dds_jax.main", "--config.resume=True")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if flags.FLAGS.distributed:
+    if FLAGS.distributed:
         import jax
-        jax.distributed.initialize()
-    try:
-        out = pipeline.run_dds(_CONFIG.value)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: {resume_command(sys.argv)}", file=sys.stderr)
-        # Every file is written atomically, so nothing is half-written; leave without interpreter
-        # teardown, which can segfault while XLA still runs the interrupted step on its threads.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    out = pipeline.run_dds(_CONFIG.value)
+    if FLAGS.distributed:
+        import jax
+        if jax.process_index() > 0:
+            print(f"process {jax.process_index()}: my seeds are in {out}; process 0 merges run.json")
+            return
     print(f"DDS results in {out} (contact sheets, per-seed images, run.json)")
 
 
+def run():
+    common.run(main, define_flags, common.parse_config_flags, resume=resume_command)
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=config_lib.parse_flags)
+    run()

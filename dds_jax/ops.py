@@ -129,13 +129,6 @@ def conv_transpose_stride2(x, kernel, precision=None, preferred_element_type=Non
     return y[:, :size[0], :size[1]]
 
 
-def nearest_upsample(x, factor: int):
-    """``F.interpolate(mode='nearest')`` by an integer factor = pixel repetition (NHWC)."""
-    if factor == 1:
-        return x
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
-
-
 @functools.lru_cache(maxsize=None)
 def _bilinear_matrix(in_size: int, out_size: int, coord_scale: float) -> np.ndarray:
     """[out, in] interpolation weights of torch bilinear, align_corners=False, no antialias."""
@@ -171,3 +164,21 @@ def resize_bilinear_torch(x, size: Tuple[int, int] = None, scale_factor: float =
     mh = jnp.asarray(_bilinear_matrix(h, oh, sh), x.dtype)
     mw = jnp.asarray(_bilinear_matrix(w, ow, sw), x.dtype)
     return jnp.einsum("oh,nhwc,pw->nopc", mh, x, mw, precision=lax.Precision.HIGHEST)
+
+
+def map_batches(fn, x: np.ndarray, batch_size: int):
+    """Apply ``fn`` to ``x`` in fixed-size batches (the last one zero-padded, so one compilation) and
+    concatenate its outputs (an array or any pytree of arrays) as numpy, trimmed to ``len(x)``."""
+    n = len(x)
+    if n == 0:
+        raise ValueError("empty input: no images to process")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    b = min(batch_size, n)
+    outs = []
+    for start in range(0, n, b):
+        chunk = np.asarray(x[start:start + b])
+        if len(chunk) < b:
+            chunk = np.concatenate([chunk, np.zeros((b - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+        outs.append(jax.device_get(fn(chunk)))
+    return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts)[:n], *outs)

@@ -1,7 +1,7 @@
 """A deterministic procedural data set of cartoon faces with their ground-truth part masks.
 
-  python -m dds_jax.render --out=/tmp/faces --n=64 --size=32 --style=photo --seed=0 --grid=/tmp/faces.png
-  python -m dds_jax.render --out=/tmp/sketch --n=10 --size=32 --style=sketch --seed=0
+  python -m dds_jax.cli.render --out=/tmp/faces --n=64 --size=32 --style=photo --seed=0 --grid=/tmp/faces.png
+  python -m dds_jax.cli.render --out=/tmp/sketch --n=10 --size=32 --style=sketch --seed=0
 
 writes ``OUT/000000.png ...`` (RGB), ``OUT/masks/000000.png ...`` (uint8 part ids into ``PARTS``) and
 ``OUT/parts.json``; ``--grid`` also writes a contact sheet of the images.
@@ -41,7 +41,6 @@ differently). ``render_faces(seed, n)`` draws faces in blocks of 256 from
 ``render_faces(s)``).
 """
 import functools
-import json
 import math
 import pathlib
 import sys
@@ -660,44 +659,17 @@ def batches(seed: int, batch: int, size: int = 32, style: str = "photo",
     return gen(int(start))
 
 
-# --- CLI --------------------------------------------------------------------------------------------------
-
+# --- Data sets on disk (python -m dds_jax.cli.render) ----------------------------------------------------
 def write_dataset(out, seed: int, n: int, size: int, style: str, grid=None, grid_cols: int = 8):
     """``render_faces(seed, n, size, style)`` as ``out/000000.png ...`` (RGB), ``out/masks/000000.png ...``
     (uint8 part ids) and ``out/parts.json``; with ``grid``, a contact sheet of the images there."""
-    from dds_jax import cli_utils
+    from dds_jax import files
     out = pathlib.Path(out)
     images, masks = render_faces(seed, n, size, style)
     for i in range(n):
-        cli_utils.save_png(out / f"{i:06d}.png", images[i])
-        cli_utils.save_png(out / "masks" / f"{i:06d}.png", masks[i])
-    (out / "parts.json").write_text(json.dumps(list(PARTS)) + "\n")
+        files.save_png(out / f"{i:06d}.png", images[i])
+        files.save_png(out / "masks" / f"{i:06d}.png", masks[i])
+    files.write_json(out / "parts.json", list(PARTS))
     if grid and n:
-        cli_utils.save_png(grid, cli_utils.make_grid(list(images), ncols=min(grid_cols, max(n, 1))))
+        files.save_png(grid, files.make_grid(list(images), ncols=min(grid_cols, max(n, 1))))
     return images, masks
-
-
-def define_flags():
-    from absl import flags
-    flags.DEFINE_string("out", None, "Output folder (images, masks/, parts.json).", required=True)
-    flags.DEFINE_integer("n", 10, "Number of faces.")
-    flags.DEFINE_integer("size", 32, "Image size (pixels).")
-    flags.DEFINE_enum("style", "photo", list(STYLES), "Drawing style.")
-    flags.DEFINE_integer("seed", 0, "Data-set seed.")
-    flags.DEFINE_string("grid", None, "Also write a contact sheet of the images to this PNG.")
-    flags.DEFINE_integer("grid_cols", 8, "Columns of the contact sheet.")
-
-
-def main(argv):
-    del argv
-    from absl import flags
-    f = flags.FLAGS
-    write_dataset(f.out, f.seed, f.n, f.size, f.style, f.grid, f.grid_cols)
-    print(f"{f.n} {f.style} faces ({f.size}x{f.size}) written to {f.out}"
-          + (f"; contact sheet {f.grid}" if f.grid else ""))
-
-
-if __name__ == "__main__":
-    from absl import app
-    define_flags()
-    app.run(main)

@@ -15,6 +15,6 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """A short DDS run of configs/demo.py (3 seeds, 4 iterations), shared by the CLI and evaluation tests."""
-    from dds_jax import pipeline
+    from dds_jax.dds import pipeline
     from demo_utils import demo_config
     return pipeline.run_dds(demo_config(tmp_path_factory.mktemp("demo_run")))

@@ -11,7 +11,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from dds_jax.conversion.seeded import load_state_dict  # noqa: F401  (re-exported for tests)
+from seeded_weights import load_state_dict  # noqa: F401  (re-exported for tests)
 
 DEFAULT_ROOT = pathlib.Path(__file__).parent / "fixtures"
 

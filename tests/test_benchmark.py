@@ -1,4 +1,4 @@
-"""The ground-truth benchmark (dds_jax.benchmark) and the one-generator DDS modes it chose.
+"""The ground-truth benchmark (dds_jax.eval.benchmark) and the one-generator DDS modes it chose.
 
 * the objective: with paired latents Eqs. 1-6 are exactly zero at ẑ = z* (their global optimum returns
   x_t); the ``target`` mode starts there, is not at an optimum, and renders with the target generator;
@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dds_jax import benchmark, cli_utils
+from dds_jax import files
+from dds_jax.dds import invert
+from dds_jax.eval import benchmark
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
 
@@ -130,7 +132,7 @@ def test_scores_of_the_truth_and_of_a_swapped_part():
 # ---------------------------------------------------------------------------------------------------
 def _cli(out, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "dds_jax.benchmark", f"--out={out}", *extra],
+    return subprocess.run([sys.executable, "-m", "dds_jax.cli.benchmark", f"--out={out}", *extra],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
 
 
@@ -148,7 +150,7 @@ def test_benchmark_cli_end_to_end(tmp_path):
         assert 0 <= m["p_source_in_part"] <= 1 and 0 <= m["p_target_out_part"] <= 1, name
     assert report["truth"]["mse"] == 0.0 and report["truth"]["ssim"] == 1.0
     assert "| x_c |" in (out / "benchmark.md").read_text()
-    sheet = cli_utils.read_image(out / "contact_sheet.png")
+    sheet = files.read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 2 * 32 and sheet.shape[1] >= (3 + 3) * 32
     assert (out / "inversions.npz").is_file()
     # a rerun reuses the cached inversions; a bad method name is one line, exit 2
@@ -165,8 +167,8 @@ def test_default_method_beats_x_t_inside_the_part():
     c.n, c.invert_steps = 3, 150
     gen_s, gen_t, models, seg_fn = benchmark.load(c)
     truth = benchmark.render_truth(c.seed, c.n, models.config_t.size, c.part, c.source_style, c.target_style)
-    inv = benchmark.invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr)
-    inputs = benchmark.make_inputs(inv, seg_fn, opt.DDSConfig())
+    inv = invert.invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr)
+    inputs = invert.inputs_from_inversions(inv, opt.DDSConfig(), seg_fn)
     t01 = truth.truth.astype(np.float32) / 255.0
     score = lambda x: benchmark.summarize(benchmark.score_images((np.asarray(x) + 1) / 2, t01, truth.mask))  # noqa
     base = score(benchmark.run_method("x_t", models, inputs, c))

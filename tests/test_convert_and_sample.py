@@ -68,7 +68,7 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     # sample CLI with the fixture's own z's: images.npy must equal the PyTorch images
     np.save(tmp_path / "z.npy", data["z"])
     samples = tmp_path / "samples"
-    r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}", "--save_npy",
+    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}", "--save_npy",
               f"--out={samples}"])
     assert r.returncode == 0, r.stderr
     images = np.load(samples / "images.npy")
@@ -77,7 +77,7 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     assert sorted(p.name for p in samples.glob("latent_*.png")) == [f"latent_{i}.png" for i in range(len(data["z"]))]
 
     # truncated sampling from seeds uses the checkpoint's latent_avg
-    r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", "--seeds=3-5,9", "--truncation=0.7", "--save_npy",
+    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", "--seeds=3-5,9", "--truncation=0.7", "--save_npy",
               f"--out={samples / 'seeds'}"])
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (samples / "seeds").glob("seed_*.png"))
@@ -88,16 +88,16 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     assert Image.open(samples / "seeds" / "seed_3.png").size == (size, size)
     if "image_trunc" in data and "latent_avg" in data:
         np.save(tmp_path / "z.npy", data["z"])
-        r = _run(["-m", "dds_jax.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}",
+        r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}",
                   "--truncation=0.7", "--save_npy", f"--out={samples / 'trunc'}"])
         assert r.returncode == 0, r.stderr
         assert max_abs_err(np.load(samples / "trunc" / "images.npy"), nchw_to_nhwc(data["image_trunc"])) <= IMAGE_TOL
 
 
 def test_sample_cli_help_and_errors(tmp_path):
-    r = _run(["-m", "dds_jax.sample", "--help"])  # absl prints the flags (and exits with 1)
+    r = _run(["-m", "dds_jax.cli.sample", "--help"])  # absl prints the flags (and exits with 1)
     assert "--seeds" in r.stdout and "--truncation" in r.stdout and "--latents" in r.stdout
-    r = _run(["-m", "dds_jax.sample", f"--ckpt={tmp_path}", f"--out={tmp_path / 'o'}"])
+    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={tmp_path}", f"--out={tmp_path / 'o'}"])
     assert r.returncode != 0 and "model.json" in r.stderr
 
 
@@ -288,7 +288,7 @@ def _saved_tiny_model(path):
 
 
 def test_corrupt_model_files_are_named_by_the_cli(tmp_path):
-    """Item 9: a broken model.json and a truncated orbax _METADATA, through ``python -m dds_jax.sample``:
+    """Item 9: a broken model.json and a truncated orbax _METADATA, through ``python -m dds_jax.cli.sample``:
     exit 2 and one line naming the file and the remedy (re-create / --overwrite)."""
     good = _saved_tiny_model(tmp_path / "good")
     import shutil
@@ -297,7 +297,7 @@ def test_corrupt_model_files_are_named_by_the_cli(tmp_path):
     bad_meta = pathlib.Path(shutil.copytree(good, tmp_path / "bad_meta"))
     meta = bad_meta / "params" / "_METADATA"
     meta.write_bytes(meta.read_bytes()[:40])
-    runs = _run_all([["-m", "dds_jax.sample", f"--ckpt={d}", f"--out={tmp_path / ('samples_' + d.name)}",
+    runs = _run_all([["-m", "dds_jax.cli.sample", f"--ckpt={d}", f"--out={tmp_path / ('samples_' + d.name)}",
                       "--seeds=0"] for d in (bad_json, bad_meta)])
     for broken, (rc, _, err) in zip((bad_json / "model.json", meta), runs):
         line = err.strip().splitlines()[-1]

@@ -187,7 +187,7 @@ def test_empty_mask_is_detected():
 def test_checkpoint_latent_avg_is_the_truncation_centre():
     """Issue 11 item 2: a checkpoint's ``latent_avg`` reaches DDS (DDSModels.create keeps it), so the
     truncated inputs are the images ``sample`` draws with the same centre, not a 4096-z estimate."""
-    from dds_jax import sample
+    from dds_jax import generation
     variables = sg.init_variables(CONFIG, jax.random.PRNGKey(1))
     far = np.full((CONFIG.style_dim,), 0.7, np.float32)            # far from any estimate of the mean
     gen = sg.from_variables(CONFIG, dict(variables, latent_avg=far))
@@ -196,6 +196,22 @@ def test_checkpoint_latent_avg_is_the_truncation_centre():
     cfg = _cfg(truncation_source=0.5, truncation_target=0.5)
     zs = jax.random.normal(jax.random.PRNGKey(3), (2, CONFIG.style_dim))
     inputs = opt.prepare_inputs(models, zs, cfg, jax.random.PRNGKey(4), masks=_masks(2))
-    expect = sample.generate(gen, np.asarray(zs), 0.5, jnp.asarray(far), batch_size=2)
+    expect = generation.generate(gen, np.asarray(zs), 0.5, jnp.asarray(far), batch_size=2, features=False)
     np.testing.assert_allclose(np.asarray(inputs.x_s), expect, atol=1e-5)
     np.testing.assert_allclose(np.asarray(inputs.x_t), expect, atol=1e-5)
+
+
+def test_precision_reaches_the_step():
+    """Issue 15 item 3: DDSConfig.precision changes how the step computes, not what: bf16 convolutions
+    stay near float32 (remat's exactness is tested on the generator); an unknown name is refused."""
+    base = _cfg(latent_space="w+", iterations=4)
+    inputs = _inputs(base, n=2)
+    latent0 = jnp.asarray(opt.initial_latents(_models(), base, jax.random.PRNGKey(7), 2))
+    losses = [np.concatenate([o.losses["loss"] for o in _run(cfg, inputs, latent0, None)[3]])
+              for cfg in (base, _cfg(latent_space="w+", iterations=4, precision="bf16"))]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=5e-2)
+    assert not np.allclose(losses[1], losses[0], rtol=1e-7, atol=0)      # bf16 did take effect
+    with pytest.raises(ValueError, match="precision"):
+        _cfg(precision="fp8")
+    with pytest.raises(ValueError, match="remat"):
+        _cfg(remat="everything")

@@ -12,7 +12,6 @@ perceptual size is DDSConfig's default 256, the constant of the released ``caluc
 whose image_size is not 256 exercises its ``Upsample(scale_factor=256/R)`` path).
 """
 import functools
-import json
 
 import jax
 import jax.numpy as jnp

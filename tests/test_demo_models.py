@@ -1,4 +1,4 @@
-"""The trained demo pair shipped in dds_jax/assets/demo (made by ``python -m dds_jax.demo_models``)."""
+"""The trained demo pair shipped in dds_jax/assets/demo (made by ``python -m dds_jax.cli.demo_models``)."""
 import json
 import subprocess
 import sys
@@ -7,9 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from dds_jax import checkpoint, demo_metrics, demo_models, render, segmentation
+from dds_jax import checkpoint, render
+from dds_jax.demo import metrics as demo_metrics
+from dds_jax.demo import models as demo_models
+from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.models import stylegan2 as sg
-from dds_jax.pipeline import DEMO_DIR
+from dds_jax.checkpoint import DEMO_DIR
 from demo_utils import ROOT
 
 
@@ -49,7 +52,7 @@ def test_noise_free_copy(tmp_path):
 
 
 def test_cli_help():
-    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", "--help"], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout
 
@@ -84,14 +87,14 @@ def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path):
     """Issue 11 item 13: the default --out no longer overwrites dds_jax/assets/demo."""
     assert demo_models.output_folder(tmp_path) == tmp_path / "export"
     assert demo_models.output_folder(tmp_path, DEMO_DIR) == DEMO_DIR       # only when asked for
-    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", "--help"], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert "--out" in res.stdout and str(DEMO_DIR) not in res.stdout        # the old default
-    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", f"--work={tmp_path}",
+    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", f"--work={tmp_path}",
                           f"--out={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
     assert "--out" in res.stderr and "working folder" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "dds_jax.demo_models", f"--work={tmp_path}",
+    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", f"--work={tmp_path}",
                           f"--photo={tmp_path / 'none'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 2 and "--photo" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
     assert not any(tmp_path.iterdir())

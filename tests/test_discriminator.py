@@ -17,7 +17,6 @@ Measured errors are printed in the assertion messages.
 """
 import dataclasses
 import functools
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -278,25 +277,14 @@ def test_missing_key_and_bad_blur_kernel():
         conversion.convert("discriminator", sd)
 
 
-def _torch_to_flax_script():
-    """convert/torch_to_flax.py as a module (its absl flags are defined once per process)."""
-    name = "dds_torch_to_flax_script"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "convert" / "torch_to_flax.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return sys.modules[name]
-
-
 @pytest.mark.parametrize("folder", FIXTURES)
 def test_real_pt_through_converter_script(folder, tmp_path):
     torch = pytest.importorskip("torch")
     sd = load_state_dict(folder / "manifest.json")
     torch.save({"d": {k: torch.from_numpy(v) for k, v in sd.items()},
                 "g_ema": {"style.1.weight": torch.zeros(2, 2)}}, tmp_path / "train.pt")
-    script = _torch_to_flax_script()
-    path, cfg_dict = script.run("discriminator", tmp_path / "train.pt", tmp_path / "d", discriminator_key="d")
+    from dds_jax.cli import convert
+    path, cfg_dict = convert.convert_file("discriminator", tmp_path / "train.pt", tmp_path / "d", discriminator_key="d")
     cfg, _, params = dm.load_discriminator(path)
     manifest_cfg, _, _, evaluate = _model(folder)
     assert dataclasses.replace(cfg, stddev_group=manifest_cfg.stddev_group) == manifest_cfg

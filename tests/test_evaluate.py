@@ -1,4 +1,4 @@
-"""Table 1 / Fig. 7 / Fig. 8: ``python -m dds_jax.evaluate`` and ``dds_jax.sweep`` end to end.
+"""Table 1 / Fig. 7 / Fig. 8: ``python -m dds_jax.cli.evaluate`` and ``dds_jax.eval.sweep`` end to end.
 
 FID uses a pytorch-fid Inception built from the ``inception_*`` fixture's seeded weights (real weights
 cannot be downloaded here); the metric code paths are the same as with the real checkpoint.
@@ -11,7 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from dds_jax import checkpoint, evaluate, metrics, run_io, sweep
+from dds_jax import checkpoint, files
+from dds_jax.eval import evaluate
+from dds_jax.eval import metrics
+from dds_jax.dds import run_io
+from dds_jax.eval import sweep
 from dds_jax.dds import optimize as opt
 from dds_jax.models import inception as inc
 from demo_utils import ROOT, demo_config
@@ -59,7 +63,7 @@ def _fake_run(tmp_path, n=3, size=16):
         ims.update(mask_source=np.zeros((size, size), np.uint8), mask_target=np.zeros((size, size), np.uint8),
                    dds=ims["target"])
         run_io.write_seed_result(tmp_path, "s2t", s, ims, result={})
-    checkpoint.write_json_atomic(tmp_path / "run.json", {"directions": ["s2t"], "failed_seeds": {}})
+    files.write_json(tmp_path / "run.json", {"directions": ["s2t"], "failed_seeds": {}})
     return tmp_path
 
 
@@ -75,13 +79,13 @@ def test_identical_sets_give_perfect_scores(tmp_path, inception_ckpt):
 
 def test_cli_without_inception_writes_ssim_psnr_table(demo_run, tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-m", "dds_jax.evaluate", f"--run={demo_run}", "--label=M1",
+    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.evaluate", f"--run={demo_run}", "--label=M1",
                         f"--out={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| M1 | D_t |" in r.stdout
     rows = json.loads((tmp_path / "table1.json").read_text())["rows"]
     assert len(rows) == 3 and all("fid" not in row for row in rows)
-    r = subprocess.run([sys.executable, "-m", "dds_jax.evaluate", f"--run={tmp_path / 'missing'}"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.evaluate", f"--run={tmp_path / 'missing'}"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "run.json" in r.stderr
 
@@ -94,7 +98,7 @@ def test_errors_for_empty_or_mismatched_sets(tmp_path):
         evaluate.set_metrics(a, np.zeros((3, 8, 8, 3), np.float32))
     run = tmp_path / "run"
     run.mkdir()
-    checkpoint.write_json_atomic(run / "run.json", {"directions": ["s2t"], "failed_seeds": {}})
+    files.write_json(run / "run.json", {"directions": ["s2t"], "failed_seeds": {}})
     with pytest.raises(ValueError, match="no finished seeds"):
         evaluate.evaluate_run(run)
     with pytest.raises(ValueError, match="--label"):

@@ -1,4 +1,4 @@
-"""StyleGAN2 training and few-shot adaptation (dds_jax.gan, dds_jax.train, dds_jax.adapt).
+"""StyleGAN2 training and few-shot adaptation (dds_jax.gan, dds_jax.cli.train, dds_jax.cli.adapt).
 
 * one jitted step of each loss (D logistic + lazy R1, G non-saturating + path length, + CDC and the
   patch/image-level D when adapting, + DiffAugment) changes the parameters and keeps them finite;
@@ -242,7 +242,7 @@ def test_load_image_folder_resizes_and_reports_errors(image_folder, tmp_path):
 
 
 def test_adapt_end_to_end(source_model, image_folder, tmp_path):
-    from dds_jax import adapt
+    from dds_jax.gan import adapt
     out = tmp_path / "adapted"
     state = adapt.run_adaptation(out, str(source_model), str(image_folder), ADAPT, steps=3,
                                  checkpoint_every=2, sample_every=2, progress=False)
@@ -271,7 +271,7 @@ def test_adapt_end_to_end(source_model, image_folder, tmp_path):
 
 
 def test_resume_equals_uninterrupted(source_model, image_folder, tmp_path):
-    from dds_jax import adapt
+    from dds_jax.gan import adapt
     full = adapt.run_adaptation(tmp_path / "full", str(source_model), str(image_folder), ADAPT, steps=4,
                                 checkpoint_every=100, sample_every=100, progress=False)
     adapt.run_adaptation(tmp_path / "cut", str(source_model), str(image_folder), ADAPT, steps=4,
@@ -286,7 +286,7 @@ def test_resume_equals_uninterrupted(source_model, image_folder, tmp_path):
 
 
 def test_train_from_scratch_on_rendered_faces(tmp_path):
-    from dds_jax import train
+    from dds_jax.gan import run as train
     out = tmp_path / "scratch"
     state = train.run_training(out, G16, SCRATCH, steps=2, data_spec="render:photo", checkpoint_every=2,
                                sample_every=2, progress=False)
@@ -301,22 +301,22 @@ def _cli(module, *args):
 
 
 def test_adapt_cli_help_and_errors(source_model, tmp_path):
-    res = _cli("dds_jax.adapt", "--help")
+    res = _cli("dds_jax.cli.adapt", "--help")
     assert "--source" in res.stdout and "--images" in res.stdout and "--kl_weight" in res.stdout
     few = tmp_path / "few"
     few.mkdir()
     Image.new("RGB", (8, 8)).save(few / "only.png")
-    res = _cli("dds_jax.adapt", f"--source={source_model}", f"--images={few}", f"--out={tmp_path / 'o'}")
+    res = _cli("dds_jax.cli.adapt", f"--source={source_model}", f"--images={few}", f"--out={tmp_path / 'o'}")
     assert res.returncode == 2 and "at least 2" in res.stderr, res.stderr[-2000:]
-    res = _cli("dds_jax.adapt", f"--source={tmp_path / 'nope'}", f"--images={few}", f"--out={tmp_path / 'o'}")
+    res = _cli("dds_jax.cli.adapt", f"--source={tmp_path / 'nope'}", f"--images={few}", f"--out={tmp_path / 'o'}")
     assert res.returncode == 2 and "not a dds-jax model directory" in res.stderr
-    res = _cli("dds_jax.train", "--help")
+    res = _cli("dds_jax.cli.train", "--help")
     assert "--data" in res.stdout and "--channels" in res.stdout
 
 
 def test_adapt_patch_res_sets_the_patch_map(source_model, image_folder, tmp_path):
     """--patch_res: the patch-level logits come at that resolution (a fresh head), recorded in train.json."""
-    from dds_jax import adapt
+    from dds_jax.gan import adapt
     d_config, params = adapt.load_source_discriminator(None, G16, jax.random.PRNGKey(0), patch_res=8)
     assert d_config.resolved_patch_res == 8 and "patch_head" not in params
     out = tmp_path / "p8"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from dds_jax import checkpoint, metrics
+from dds_jax import checkpoint, ops
+from dds_jax.eval import metrics
 from dds_jax.conversion import ConversionError, convert
 from dds_jax.models import inception as inc
 from fixture_utils import fixture_params, load_data, load_state_dict, manifest_config, max_rel_err, nchw_to_nhwc
@@ -154,15 +155,15 @@ def test_map_batches_pads_and_trims():
         return chunk.sum(axis=(1, 2, 3))
 
     x = np.arange(5 * 2 * 2 * 3, dtype=np.float32).reshape(5, 2, 2, 3)
-    np.testing.assert_array_equal(inc.map_batches(fn, x, 2), x.sum(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(ops.map_batches(fn, x, 2), x.sum(axis=(1, 2, 3)))
     assert calls == [(2, 2, 2, 3)] * 3
     calls.clear()
-    inc.map_batches(fn, x, 50)
+    ops.map_batches(fn, x, 50)
     assert calls == [(5, 2, 2, 3)]
     with pytest.raises(ValueError, match="empty"):
-        inc.map_batches(fn, x[:0], 2)
+        ops.map_batches(fn, x[:0], 2)
     with pytest.raises(ValueError, match="batch_size"):
-        inc.map_batches(fn, x, 0)
+        ops.map_batches(fn, x, 0)
 
 
 def test_image_checks():

@@ -1,9 +1,10 @@
-"""W+ inversion (dds_jax.invert) and the IoU used to report the demo segmenter's accuracy."""
+"""W+ inversion (dds_jax.dds.invert) and the IoU used to report the demo segmenter's accuracy."""
 import jax
 import numpy as np
 import pytest
 
-from dds_jax import invert, segmentation
+from dds_jax.dds import invert
+from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.models import stylegan2 as sg
 
 G16 = sg.GeneratorConfig(size=16, style_dim=16, n_mlp=2, channels=((4, 16), (8, 16), (16, 16)))

@@ -10,7 +10,6 @@ import shutil
 import signal
 import time
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -18,7 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dds_jax import cli_utils, pipeline, run_io
+from dds_jax import files
+from dds_jax.dds import pipeline
+from dds_jax.dds import run_io
 from dds_jax.dds import optimize as opt
 
 from demo_utils import DEMO, ROOT
@@ -32,19 +33,19 @@ def test_demo_run_writes_every_output(demo_run):
     for seed in (0, 1, 2):
         d = run_io.seed_dir(demo_run, "s2t", seed)
         for name in run_io.IMAGE_NAMES:
-            im = cli_utils.read_image(d / f"{name}.png")
+            im = files.read_image(d / f"{name}.png")
             size = size or im.shape[0]
             assert im.shape[:2] == (size, size), name
         with np.load(d / "snapshots.npz") as z:
             # every snapshot_every iterations, then the final x̂ after the last update (issue 11 item 12)
             np.testing.assert_array_equal(z["iterations"], [0, 2, 4])
             assert z["images"].shape == (3, size, size, 3)
-            np.testing.assert_array_equal(z["images"][-1], cli_utils.read_image(d / "dds.png"))
+            np.testing.assert_array_equal(z["images"][-1], files.read_image(d / "dds.png"))
         with Image.open(d / "optimisation.gif") as gif:
             assert gif.n_frames == 3
         final = run["final_losses"]["s2t"][str(seed)]
         assert set(final) >= {"loss", "L_s", "L_t", "L_c"} and np.isfinite(final["loss"])
-    sheet = cli_utils.read_image(demo_run / "contact_sheet_s2t.png")
+    sheet = files.read_image(demo_run / "contact_sheet_s2t.png")
     assert sheet.shape[0] >= 3 * size and sheet.shape[1] >= len(run_io.IMAGE_NAMES) * size
     assert run["versions"]["jax"] and run["timings"]["total_s"] > 0
     assert not (demo_run / "state").exists(), "the resume checkpoint is removed when a batch finishes"
@@ -53,10 +54,10 @@ def test_demo_run_writes_every_output(demo_run):
 def test_crossover_png_is_eq1_of_the_pngs(demo_run):
     """x_c = x_s·y_s + x_t·(1 − y_t) (Eq. 1) in the generators' [-1, 1] range, as the reference computes it."""
     d = run_io.seed_dir(demo_run, "s2t", 0)
-    read = lambda n: cli_utils.read_image(d / f"{n}.png").astype(np.float32)
+    read = lambda n: files.read_image(d / f"{n}.png").astype(np.float32)
     to_g = lambda n: read(n) / 127.5 - 1.0
     y_s, y_t = read("mask_source")[..., None] / 255, read("mask_target")[..., None] / 255
-    expect = cli_utils.to_uint8(to_g("source") * y_s + to_g("target") * (1 - y_t)).astype(np.float32)
+    expect = files.to_uint8(to_g("source") * y_s + to_g("target") * (1 - y_t)).astype(np.float32)
     assert np.abs(expect - read("crossover")).max() <= 2.0   # uint8 rounding of the three PNGs
 
 
@@ -230,7 +231,7 @@ def test_cli_ctrl_c_prints_the_resume_command(tmp_path):
 def test_direction_alias_is_normalised(tmp_path, monkeypatch):
     """Item 1: direction=d1 (the released first loop) is t2s everywhere: result folder, run.json,
     contact sheet, evaluation, and a resume that rebuilds nothing."""
-    from dds_jax import evaluate
+    from dds_jax.eval import evaluate
     c = _demo_config(tmp_path, mode="reference", direction="d1", seeds="0", iterations=2, chunk=2,
                      snapshot_every=0, checkpoint_every=0, batch_size=1)
     out = pipeline.run_dds(c)
@@ -284,7 +285,7 @@ def test_every_dds_option_is_settable_from_a_config(tmp_path):
     """Point 2: the ConfigDict holds every DDSConfig field (one list), so init, perceptual_size and
     Adam's b1/b2/eps reach the optimiser."""
     import dataclasses
-    from dds_jax import config as config_lib
+    from dds_jax.dds import config as config_lib
     c = _demo_config(tmp_path, init="mean", perceptual_size=64, b1=0.8, b2=0.99, eps=1e-6, direction="d2")
     d = config_lib.dds_config(c)
     assert (d.init, d.perceptual_size, d.b1, d.b2, d.eps, d.direction) == ("mean", 64, 0.8, 0.99, 1e-6, "s2t")
@@ -299,29 +300,29 @@ def test_seed_is_the_same_image_in_every_command(tmp_path):
                                         truncation_target=0.8, iterations=2, chunk=2, snapshot_every=0,
                                         checkpoint_every=0, batch_size=1))
     r = _cli("--ckpt=demo:sketch", "--seeds=3", "--truncation=0.6", f"--out={tmp_path / 's'}",
-             module="dds_jax.sample")
+             module="dds_jax.cli.sample")
     assert r.returncode == 0, r.stderr[-2000:]
     r = _cli("sample", "--ckpt=demo:photo", "--seeds=3", "--truncation=0.8", f"--out={tmp_path / 'p'}",
-             module="dds_jax.segment")
+             module="dds_jax.cli.segment")
     assert r.returncode == 0, r.stderr[-2000:]
     d = run_io.seed_dir(out, "s2t", 3)
     for mine, theirs in (("source", tmp_path / "s" / "seed_3.png"), ("target", tmp_path / "p" / "seed_3.png")):
-        a = cli_utils.read_image(d / f"{mine}.png").astype(int)
-        b = cli_utils.read_image(theirs)[..., :3].astype(int)
+        a = files.read_image(d / f"{mine}.png").astype(int)
+        b = files.read_image(theirs)[..., :3].astype(int)
         assert np.abs(a - b).max() <= 1, mine                        # uint8 rounding only
     r = _cli("predict", "--ckpt=demo:photo", "--seg=demo:segmenter", "--seeds=3", "--parts=hair",
-             f"--out={tmp_path / 'm'}", module="dds_jax.segment")
+             f"--out={tmp_path / 'm'}", module="dds_jax.cli.segment")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "m" / "seed_3_mask.png").is_file()
-    r = _cli("--ckpt=demo:nope", "--seeds=3", f"--out={tmp_path / 'x'}", module="dds_jax.sample")
+    r = _cli("--ckpt=demo:nope", "--seeds=3", f"--out={tmp_path / 'x'}", module="dds_jax.cli.sample")
     assert r.returncode == 2 and "demo:photo" in r.stderr
 
 
-# DDS experiment configs (configs/benchmark.py configures python -m dds_jax.benchmark instead)
+# DDS experiment configs (configs/benchmark.py configures python -m dds_jax.cli.benchmark instead)
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.py")
                                         if "base_config" in p.read_text()))
 def test_every_experiment_config_is_valid(name, tmp_path):
-    from dds_jax.config import validate
+    from dds_jax.dds.config import validate
     spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

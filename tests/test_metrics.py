@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dds_jax import metrics
+from dds_jax.eval import metrics
 from fixture_utils import fixture_params, load_data, max_rel_err, nchw_to_nhwc
 
 TOL = 1e-4

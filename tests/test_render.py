@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dds_jax import cli_utils
+from dds_jax import files
 from dds_jax import render as R
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_unknown_style_names_valid_styles():
 def test_cli_end_to_end(tmp_path):
     out, grid = tmp_path / "faces", tmp_path / "grid.png"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-m", "dds_jax.render", f"--out={out}", "--n=5", "--size=32",
+    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.render", f"--out={out}", "--n=5", "--size=32",
                         "--style=sketch", "--seed=4", f"--grid={grid}"],
                        cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -180,14 +180,14 @@ def test_cli_end_to_end(tmp_path):
     assert json.loads((out / "parts.json").read_text()) == list(R.PARTS)
     img, mask = R.render_faces(4, 5, 32, "sketch")
     for i in range(5):
-        im = cli_utils.read_image(out / f"{i:06d}.png")
-        m = cli_utils.read_image(out / "masks" / f"{i:06d}.png")
+        im = files.read_image(out / f"{i:06d}.png")
+        m = files.read_image(out / "masks" / f"{i:06d}.png")
         assert im.shape == (32, 32, 3) and m.shape == (32, 32) and m.dtype == np.uint8
         np.testing.assert_array_equal(im, img[i])
         np.testing.assert_array_equal(m, mask[i])
-    g = cli_utils.read_image(grid)
+    g = files.read_image(grid)
     assert g.shape == (2 + 34, 2 + 5 * 34, 3)
-    r = subprocess.run([sys.executable, "-m", "dds_jax.render", f"--out={out}", "--style=oil"],
+    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.render", f"--out={out}", "--style=oil"],
                        cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "photo" in r.stderr and "sketch" in r.stderr
 

@@ -1,4 +1,4 @@
-"""``python -m dds_jax.segment`` (sample -> painted label -> train -> predict) on a tiny generator, its
+"""``python -m dds_jax.cli.segment`` (sample -> painted label -> train -> predict) on a tiny generator, its
 label-file errors, and the segmenter converter CLI on the real ``segmenter.pt``."""
 import os
 import pathlib
@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dds_jax import checkpoint, cli_utils, segment, segmentation
+from dds_jax import checkpoint, files, generation
+from dds_jax.segmentation import labels as label_io
+from dds_jax.segmentation import workflow as segment
+from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.models import segmenter as S
 from fixture_utils import fixture_params, load_state_dict
 from test_segmenter import TINY_CONFIG, _segmenter, blob_label, tiny_variables
@@ -38,37 +41,37 @@ def _paint(path, label: np.ndarray, colors):
     rgb = np.zeros(label.shape + (3,), np.uint8)
     for k, c in colors.items():
         rgb[label == k] = c
-    cli_utils.save_png(path, rgb)
+    files.save_png(path, rgb)
 
 
 def test_help_lists_commands_and_flags():
-    r = _run(["-m", "dds_jax.segment", "--help"])
+    r = _run(["-m", "dds_jax.cli.segment", "--help"])
     text = r.stdout + r.stderr
     for word in ("sample", "train", "predict", "--parts", "--colors", "--labels", "--seg", "--color_tolerance",
                  "eyes+nose+mouth"):
         assert word in text, word
-    r = _run(["-m", "dds_jax.segment", "paint"])
+    r = _run(["-m", "dds_jax.cli.segment", "paint"])
     assert r.returncode == 2 and "usage" in r.stderr
 
 
 def test_cli_round_trip(gen_dir, tmp_path):
     samples, labels, seg_dir, masks = (tmp_path / n for n in ("samples", "labels", "seg", "masks"))
-    r = _run(["-m", "dds_jax.segment", "sample", f"--ckpt={gen_dir}", "--seeds=2-3", f"--out={samples}"])
+    r = _run(["-m", "dds_jax.cli.segment", "sample", f"--ckpt={gen_dir}", "--seeds=2-3", f"--out={samples}"])
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in samples.iterdir()) == ["latents.npz", "seed_2.png", "seed_3.png"]
     lat = segment.load_latents(samples)
     assert lat["seeds"] == [2, 3] and lat["truncation"] == 0.7
-    np.testing.assert_array_equal(lat["z"], cli_utils.z_from_seeds([2, 3], TINY_CONFIG.style_dim))
+    np.testing.assert_array_equal(lat["z"], files.z_from_seeds([2, 3], TINY_CONFIG.style_dim))
 
     # "paint" seed 3: two parts (red, green) from the generator's own features
     gen = segmentation.sg.load_generator(gen_dir)
-    images, feats = segmentation.generate(gen, lat["z"][1:], lat["truncation"], lat["truncation_latent"])
-    np.testing.assert_array_equal(cli_utils.to_uint8(images[0]), cli_utils.read_image(samples / "seed_3.png"))
+    images, feats = generation.generate(gen, lat["z"][1:], lat["truncation"], lat["truncation_latent"])
+    np.testing.assert_array_equal(files.to_uint8(images[0]), files.read_image(samples / "seed_3.png"))
     label = blob_label([f[0] for f in feats]) + 2 * blob_label([f[0] for f in feats], quantile=0.85, level=1)
     label = np.minimum(label, 2)
     _paint(labels / "seed_3.png", label, {1: (255, 0, 0), 2: (0, 255, 0)})
 
-    r = _run(["-m", "dds_jax.segment", "train", f"--ckpt={gen_dir}", f"--samples={samples}", f"--labels={labels}",
+    r = _run(["-m", "dds_jax.cli.segment", "train", f"--ckpt={gen_dir}", f"--samples={samples}", f"--labels={labels}",
               "--parts=eyes,nose", "--colors=eyes=#ff0000,nose=#00ff00", "--epochs=60", f"--out={seg_dir}"])
     assert r.returncode == 0, r.stderr
     seg = segmentation.load_segmenter(seg_dir)
@@ -76,7 +79,7 @@ def test_cli_round_trip(gen_dir, tmp_path):
     assert seg.config["colors"] == {"eyes": ["#ff0000"], "nose": ["#00ff00"]}
     assert seg.config["training"]["seeds"] == [3]
 
-    r = _run(["-m", "dds_jax.segment", "predict", f"--ckpt={gen_dir}", f"--seg={seg_dir}", "--seeds=3,5",
+    r = _run(["-m", "dds_jax.cli.segment", "predict", f"--ckpt={gen_dir}", f"--seg={seg_dir}", "--seeds=3,5",
               f"--out={masks}"])
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in masks.iterdir()) == ["seed_3_mask.png", "seed_3_overlay.png",
@@ -102,39 +105,39 @@ def _label_setup(gen_dir, tmp_path, seeds=(1,)):
 
 def test_label_errors_name_the_file(gen_dir, tmp_path):
     samples, labels = _label_setup(gen_dir, tmp_path)
-    table = segment.color_table([["eyes"], ["nose"]], segment.parse_colors("eyes=red,nose=#00ff00"))
+    table = label_io.color_table([["eyes"], ["nose"]], label_io.parse_colors("eyes=red,nose=#00ff00"))
     good = np.zeros((32, 32), np.int32)
     good[4:10, 4:10] = 1
 
     _paint(labels / "seed_1.png", np.zeros((16, 16), np.int32), {})
     with pytest.raises(ValueError, match=r"seed_1\.png: label is 16x16 pixels, the images are 32x32"):
-        segment.read_label(labels / "seed_1.png", table, (32, 32))
+        label_io.read_label(labels / "seed_1.png", table, (32, 32))
 
     bad = good.copy()
     bad[20:22, 0:5] = 7
     _paint(labels / "seed_1.png", bad, {1: (255, 0, 0), 7: (10, 20, 30)})
     with pytest.raises(ValueError, match=r"seed_1\.png: 1 colour\(s\) not in the colour map: #0a141e \(10 px\)"):
-        segment.read_label(labels / "seed_1.png", table, (32, 32))
+        label_io.read_label(labels / "seed_1.png", table, (32, 32))
     near = good.copy()
     near[20:22, 0:5] = 7
     _paint(labels / "seed_1.png", near, {1: (255, 0, 0), 7: (250, 3, 2)})          # anti-aliased red
-    out = segment.read_label(labels / "seed_1.png", table, (32, 32), tolerance=8)
+    out = label_io.read_label(labels / "seed_1.png", table, (32, 32), tolerance=8)
     assert (out == 1).sum() == 36 + 10
 
     _paint(labels / "seed_1.png", np.zeros((32, 32), np.int32), {})
     with pytest.raises(ValueError, match=r"seed_1\.png: the label has no foreground pixel"):
-        segment.read_label(labels / "seed_1.png", table, (32, 32))
+        label_io.read_label(labels / "seed_1.png", table, (32, 32))
 
     # a black/white PNG for a single part: white = part; transparent pixels are background
     bw = (good * 255).astype(np.uint8)
-    cli_utils.save_png(labels / "bw.png", bw)
-    single = segment.color_table(segment.parse_class_spec("blob"), {})
-    np.testing.assert_array_equal(segment.read_label(labels / "bw.png", single, (32, 32)), good)
+    files.save_png(labels / "bw.png", bw)
+    single = label_io.color_table(label_io.parse_class_spec("blob"), {})
+    np.testing.assert_array_equal(label_io.read_label(labels / "bw.png", single, (32, 32)), good)
     rgba = np.zeros((32, 32, 4), np.uint8)
     rgba[good == 1] = (255, 255, 255, 255)
     rgba[0, 0] = (12, 34, 56, 0)
-    cli_utils.save_png(labels / "rgba.png", rgba)
-    np.testing.assert_array_equal(segment.read_label(labels / "rgba.png", single, (32, 32)), good)
+    files.save_png(labels / "rgba.png", rgba)
+    np.testing.assert_array_equal(label_io.read_label(labels / "rgba.png", single, (32, 32)), good)
 
     # missing label for an explicitly requested sample; a label without a sample
     _paint(labels / "seed_1.png", good, {1: (255, 0, 0)})
@@ -153,23 +156,23 @@ def test_label_errors_name_the_file(gen_dir, tmp_path):
 
 
 def test_parts_and_colours_spec():
-    assert segment.parse_class_spec("eyes, nose+mouth") == [["eyes"], ["nose", "mouth"]]
+    assert label_io.parse_class_spec("eyes, nose+mouth") == [["eyes"], ["nose", "mouth"]]
     with pytest.raises(ValueError, match="no parts"):
-        segment.parse_class_spec(" , ")
+        label_io.parse_class_spec(" , ")
     with pytest.raises(ValueError, match="more than once"):
-        segment.parse_class_spec("eyes,eyes+nose")
-    colors = segment.parse_colors('{"eyes": "#f00", "nose": [0, 255, 0], "mouth": "rgb(0,0,255)"}')
+        label_io.parse_class_spec("eyes,eyes+nose")
+    colors = label_io.parse_colors('{"eyes": "#f00", "nose": [0, 255, 0], "mouth": "rgb(0,0,255)"}')
     assert colors == {"eyes": (255, 0, 0), "nose": (0, 255, 0), "mouth": (0, 0, 255)}
-    assert segment.parse_colors("eyes=rgb(255,0,0),nose=blue") == {"eyes": (255, 0, 0), "nose": (0, 0, 255)}
+    assert label_io.parse_colors("eyes=rgb(255,0,0),nose=blue") == {"eyes": (255, 0, 0), "nose": (0, 0, 255)}
     # merged class: all three colours -> class 1; a colour only named in --colors -> background
-    table = segment.color_table(segment.parse_class_spec("eyes+nose+mouth"),
+    table = label_io.color_table(label_io.parse_class_spec("eyes+nose+mouth"),
                                 dict(colors, hair=(9, 9, 9)))
     assert table == {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 1, (0, 0, 255): 1, (9, 9, 9): 0}
     with pytest.raises(ValueError, match=r"'eyes' and 'nose' share the colour #ff0000"):
-        segment.color_table([["eyes"], ["nose"]], {"eyes": (255, 0, 0), "nose": (255, 0, 0)})
+        label_io.color_table([["eyes"], ["nose"]], {"eyes": (255, 0, 0), "nose": (255, 0, 0)})
     with pytest.raises(ValueError, match=r"no colour for part\(s\) \['mouth'\]"):
-        segment.color_table([["eyes"], ["mouth"]], {"eyes": (255, 0, 0)})
-    defaults = segment.color_table([["a"], ["b"]], {})
+        label_io.color_table([["eyes"], ["mouth"]], {"eyes": (255, 0, 0)})
+    defaults = label_io.color_table([["a"], ["b"]], {})
     assert defaults == {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2}
 
 

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dds_jax import checkpoint, cli_utils, segmentation
+from dds_jax import checkpoint, files, generation
+from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.conversion import ConversionError, convert
 from dds_jax.models import segmenter as S
 from dds_jax.models import stylegan2 as sg
@@ -323,9 +324,9 @@ def test_load_segmenter_and_binary_mask(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_training_reproduces_a_synthetic_label():
     gen = tiny_generator()
-    z = cli_utils.z_from_seeds([3], TINY_CONFIG.style_dim)
-    w_avg = segmentation.truncation_mean(gen)
-    images, feats = segmentation.generate(gen, z, 0.7, w_avg)
+    z = files.z_from_seeds([3], TINY_CONFIG.style_dim)
+    w_avg = generation.truncation_mean(gen)
+    images, feats = generation.generate(gen, z, 0.7, w_avg)
     label = blob_label([f[0] for f in feats])
     history = []
     cfg, params = segmentation.train_segmenter(gen, z, label[None], n_class=2, epochs=100, truncation=0.7,
@@ -364,7 +365,7 @@ def test_optimizer_is_torch_adam_with_l2_and_step_lr():
 
 def test_training_rejects_bad_labels():
     gen = tiny_generator()
-    z = cli_utils.z_from_seeds([0], TINY_CONFIG.style_dim)
+    z = files.z_from_seeds([0], TINY_CONFIG.style_dim)
     with pytest.raises(ValueError, match=r"labels must be \[N=1, 32, 32\]"):
         segmentation.train_segmenter(gen, z, np.zeros((1, 16, 16), np.int32), 2, epochs=1, truncation=1.0)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):

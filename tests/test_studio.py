@@ -22,7 +22,7 @@ from PIL import Image
 
 from demo_utils import DEMO, ROOT
 
-from dds_jax import segment
+from dds_jax.segmentation import labels as label_io
 from dds_jax.studio import uploads     # no Flask needed: the upload checks run without the extra
 
 
@@ -144,8 +144,8 @@ def test_api_saves_a_good_label(client):
     assert body["pixels"] == {"hair": 9 * 32}
     classes = np.asarray(body["classes"])
     assert classes.shape == SIZE and (classes[:9] == 1).all() and (classes[9:] == 0).all()
-    table = segment.color_table([["hair"]], segment.parse_colors({"hair": "#ff0000"}))
-    np.testing.assert_array_equal(segment.read_label(studio.labels_dir / "seed_1.png", table, SIZE), classes)
+    table = label_io.color_table([["hair"]], label_io.parse_colors({"hair": "#ff0000"}))
+    np.testing.assert_array_equal(label_io.read_label(studio.labels_dir / "seed_1.png", table, SIZE), classes)
     (studio.labels_dir / "seed_1.png").unlink()
 
 
@@ -344,8 +344,8 @@ def test_browser_session(studio_server, tmp_path):
     # What the page showed is what the studio wrote, through the package's own formats.
     assert model["kind"] == "segmenter" and model["config"]["parts"] == ["hair"]
     assert model["config"]["training"]["epochs"] == 5 and model["config"]["training"]["seeds"] == [0]
-    saved = segment.read_label(work / "labels" / "seed_0.png",
-                               segment.color_table([["hair"]], segment.parse_colors({"hair": "#ff0000"})), SIZE)
+    saved = label_io.read_label(work / "labels" / "seed_0.png",
+                               label_io.color_table([["hair"]], label_io.parse_colors({"hair": "#ff0000"})), SIZE)
     np.testing.assert_array_equal(saved, label)
     (run_dir,) = [d for d in (work / "runs").iterdir() if d.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())

@@ -22,8 +22,7 @@ Problems vs seeds: ``direction='both'`` puts the s2t and the t2s problem of each
 """
 import dataclasses
 import functools
-import math
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +31,7 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dds_jax import generation, ops
 from dds_jax.dds import losses
 from dds_jax.dds.perceptual import GENERATOR, backbone_features, check_backbone
 from dds_jax.models import stylegan2 as sg
@@ -49,7 +49,7 @@ DIRECTION_ALIASES = {"d1": "t2s", "d2": "s2t"}   # released DDS_main loops (refe
 INITS = ("random", "mean", "input")   # input: the W+ latent of the target-role input image
 # The allowed values of DDSConfig's choice fields (config.validate checks the ConfigDict with the same).
 CHOICES = {"mode": MODES, "direction": DIRECTIONS + tuple(DIRECTION_ALIASES), "latent_space": LATENT_SPACES,
-           "init": INITS}
+           "init": INITS, "precision": tuple(ops.PRECISIONS), "remat": sg.REMAT}
 
 
 def check_choices(values: dict, prefix: str = "DDSConfig.") -> None:
@@ -66,7 +66,7 @@ _DEFAULTS = {
                   iterations=1000, truncation_source=1.0, truncation_target=1.0),
     "reference": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
                       iterations=1002, truncation_source=0.7, truncation_target=1.0),
-    # Chosen on the ground-truth benchmark (python -m dds_jax.benchmark, README "Benchmark").
+    # Chosen on the ground-truth benchmark (python -m dds_jax.cli.benchmark, README "Benchmark").
     "target": dict(latent_space="w+", init="input", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
                    iterations=200, truncation_source=1.0, truncation_target=1.0),
     "source": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
@@ -119,6 +119,10 @@ class DDSConfig:
     truncation_target: Optional[float] = None
     truncation_mean: int = 4096       # z's averaged for a truncation latent when none is given
     n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
+    # Accelerators: float32 (parity, the default), tf32 or bf16 convolutions (ops.PRECISIONS); remat
+    # recomputes generator activations in the backward pass instead of storing them (memory per seed).
+    precision: str = "float32"
+    remat: str = "none"
 
     def __post_init__(self):
         check_choices({f: getattr(self, f) for f in CHOICES})
@@ -148,6 +152,8 @@ class DDSModels:
     backbone: str
     params: dict
     latent_avgs: tuple = (None, None)
+    precision: str = "float32"            # how the generators compute: set from DDSConfig.precision /
+    remat: str = "none"                   # remat by the compiled step (make_run_chunk, final_images)
 
     @classmethod
     def create(cls, gen_s: sg.LoadedGenerator, gen_t: sg.LoadedGenerator, backbone: str = "vgg16",
@@ -167,11 +173,11 @@ class DDSModels:
 
     @property
     def gen_s(self) -> sg.Generator:
-        return sg.Generator(self.config_s)
+        return sg.Generator(self.config_s, remat=self.remat, precision=self.precision)
 
     @property
     def gen_t(self) -> sg.Generator:
-        return sg.Generator(self.config_t)
+        return sg.Generator(self.config_t, remat=self.remat, precision=self.precision)
 
     @property
     def statics(self):
@@ -258,28 +264,6 @@ def inputs_from_images(x_s, x_t, y_s, y_t, cfg: DDSConfig, w_s=None, w_t=None) -
                   jnp.ones(len(seed), bool), w_s, w_t)
 
 
-@functools.lru_cache(maxsize=None)
-def _generate_fn(config: sg.GeneratorConfig):
-    module = sg.Generator(config)
-
-    @jax.jit
-    def generate(variables, z, truncation, w_avg):
-        w = module.apply(variables, z, method=sg.Generator.style)
-        w = w_avg + truncation * (w - w_avg)
-        wplus = jnp.repeat(w[:, None], config.n_latent, axis=1)
-        img, feats = module.apply(variables, wplus, input_is_latent=True)   # noise buffers
-        return wplus, img, feats
-    return generate
-
-
-def _truncation_latent(module, variables, latent_avg, truncation, key, n):
-    if truncation >= 1:
-        return jnp.zeros((module.config.style_dim,), jnp.float32)
-    if latent_avg is not None:
-        return jnp.asarray(latent_avg)
-    return sg.mean_latent(module, variables, key, n)
-
-
 def prepare_inputs(models: DDSModels, zs, cfg: DDSConfig, key=None, seg_fn=None, masks=None,
                    trunc_latents=None) -> Inputs:
     """x_s = G_s(z_s), x_t = G_t(z_t) (noise buffers, the configured truncation), their masks, x_c.
@@ -300,8 +284,9 @@ def prepare_inputs(models: DDSModels, zs, cfg: DDSConfig, key=None, seg_fn=None,
             (models.config_t, "g_t", z_t, cfg.truncation_target, k_t, avg[1], models.latent_avgs[1])):
         variables = models.params[name]
         if a is None:
-            a = _truncation_latent(sg.Generator(cfg_g), variables, ckpt_avg, t, k, cfg.truncation_mean)
-        out.append(_generate_fn(cfg_g)(variables, jnp.asarray(z, jnp.float32), jnp.float32(t), a))
+            a = (jnp.zeros((cfg_g.style_dim,), jnp.float32) if t >= 1 else
+                 generation.truncation_latent(cfg_g, variables, ckpt_avg, k, cfg.truncation_mean))
+        out.append(generation.forward_fn(cfg_g)(variables, jnp.asarray(z, jnp.float32), jnp.float32(t), a, k))
     (w_s, x_s, f_s), (w_t, x_t, f_t) = out
     if masks is not None:
         y_s, y_t = masks
@@ -360,8 +345,8 @@ def _select(flag, a, b):
 
 
 def _image_features(models: DDSModels, cfg: DDSConfig, params, img):
-    return backbone_features(models.backbone, params["backbone"],
-                             losses.perceptual_resize(img, cfg.perceptual_size), cfg.imagenet_normalize)
+    return backbone_features(models.backbone, params["backbone"], losses.perceptual_resize(img, cfg.perceptual_size),
+                             cfg.imagenet_normalize, ops.precision_spec(models.precision).conv)
 
 
 def _masks_for(feats, mask, cfg: DDSConfig, generator_backbone: bool):
@@ -494,7 +479,7 @@ def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int, inputs: Opti
             return jnp.zeros((n, d))
         w = jnp.broadcast_to(sg.mean_latent(g, v, key, cfg.n_mean_latent), (n, d))
     if cfg.latent_space == "w+":
-        return jnp.repeat(w[:, None], models.config_s.n_latent, axis=1)
+        return sg.to_wplus(w, models.config_s.n_latent)
     return w
 
 
@@ -561,7 +546,7 @@ def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every
 @functools.lru_cache(maxsize=32)
 def _chunk_fn(statics, cfg: DDSConfig, chunk: int, k: int, mesh: Optional[Mesh], with_grads: bool):
     config_s, config_t, backbone = statics
-    models = DDSModels(config_s, config_t, backbone, {})
+    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.remat)
     opt = optimizer(cfg)
     step = jax.vmap(functools.partial(_problem_step, models, cfg, opt), in_axes=(None, 0, 0, 0))
     targets = jax.vmap(functools.partial(make_targets, models, cfg), in_axes=(None, 0))
@@ -602,7 +587,7 @@ def _chunk_fn(statics, cfg: DDSConfig, chunk: int, k: int, mesh: Optional[Mesh],
 @functools.lru_cache(maxsize=None)
 def _render_fn(statics, cfg: DDSConfig):
     config_s, config_t, backbone = statics
-    models = DDSModels(config_s, config_t, backbone, {})
+    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.remat)
 
     @jax.jit
     def render(params, state: State, inputs: Inputs):

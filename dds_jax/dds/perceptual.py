@@ -9,13 +9,14 @@ from typing import List
 GENERATOR = "generator"
 
 
-def backbone_features(name: str, params, images, imagenet_normalize: bool = False) -> List:
+def backbone_features(name: str, params, images, imagenet_normalize: bool = False, precision=None) -> List:
     """NHWC images -> list of NHWC feature maps of the registry backbone ``name``."""
     if name == GENERATOR:
         raise ValueError("the 'generator' backbone has no image -> features function; its features come "
                          "from the generator forward pass")
     from dds_jax.models import backbones
-    return backbones.extract(name, params, images, imagenet_normalize=imagenet_normalize)
+    kw = {} if precision is None else {"precision": precision}
+    return backbones.extract(name, params, images, imagenet_normalize=imagenet_normalize, **kw)
 
 
 def check_backbone(name: str) -> None:

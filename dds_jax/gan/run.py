@@ -1,5 +1,5 @@
 """The training loop around the jitted step: output folder, orbax checkpoints, resume, sample grids,
-progress bar, metrics log. Shared by ``python -m dds_jax.train`` and ``python -m dds_jax.adapt``.
+progress bar, metrics log. Shared by ``python -m dds_jax.cli.train`` and ``python -m dds_jax.cli.adapt``.
 
 Output folder::
 
@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from dds_jax import checkpoint, cli_utils
-from dds_jax.gan import trainer
+from dds_jax import checkpoint, files
+from dds_jax.gan import data, trainer
 from dds_jax.models import discriminator as disc
 from dds_jax.models import stylegan2 as sg
 
@@ -69,16 +69,16 @@ def prepare_out(out, spec: RunSpec, resume: bool, overwrite: bool) -> bool:
             p = out / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    checkpoint.write_json_atomic(meta, dict(spec.to_dict(), steps_done=0, steps=spec.steps))
+    files.write_json(meta, dict(spec.to_dict(), steps_done=0, steps=spec.steps))
     return False
 
 
 def save_state(out, state: trainer.TrainState) -> None:
-    checkpoint.save_pytree(pathlib.Path(out) / "state", state)
+    checkpoint.save_state(pathlib.Path(out) / "state", state)
 
 
 def restore_state(out, like: trainer.TrainState) -> trainer.TrainState:
-    restored = checkpoint.restore_pytree(pathlib.Path(out) / "state", like)
+    restored = checkpoint.restore_state(pathlib.Path(out) / "state", like)
     return jax.tree_util.tree_map(jnp.asarray, restored)
 
 
@@ -93,8 +93,8 @@ def export_models(out, spec: RunSpec, state: trainer.TrainState, buffers) -> Non
 
 def sample_grid(spec: RunSpec, state, buffers, z) -> np.ndarray:
     images = trainer.make_sampler(spec.g_config)({"params": state.g_ema, "buffers": buffers}, z)
-    images = cli_utils.to_uint8(jax.device_get(images))
-    return cli_utils.make_grid(list(images), ncols=int(np.ceil(np.sqrt(len(images)))))
+    images = files.to_uint8(jax.device_get(images))
+    return files.make_grid(list(images), ncols=int(np.ceil(np.sqrt(len(images)))))
 
 
 def fit(out, spec: RunSpec, state: trainer.TrainState, buffers, batch_at: Callable[[int], np.ndarray],
@@ -106,7 +106,7 @@ def fit(out, spec: RunSpec, state: trainer.TrainState, buffers, batch_at: Callab
     from tqdm import tqdm
     out = pathlib.Path(out)
     step_fn = trainer.make_train_step(trainer.Models(spec.g_config, spec.d_config), spec.train)
-    sample_z = jnp.asarray(cli_utils.z_from_seeds(range(n_sample), spec.g_config.style_dim))
+    sample_z = jnp.asarray(files.z_from_seeds(range(n_sample), spec.g_config.style_dim))
     start = int(state.step)
     meta_path = out / "train.json"
     with open(meta_path) as f:
@@ -134,7 +134,7 @@ def fit(out, spec: RunSpec, state: trainer.TrainState, buffers, batch_at: Callab
                 bar.set_postfix({k: f"{shown[k]:.3f}" for k in ("d", "g", "r1", "path", "cdc") if k in shown})
             bar.update(1)
             if step % sample_every == 0 or last:
-                cli_utils.save_png(out / "samples" / f"{step:06d}.png", sample_grid(spec, state, buffers, sample_z))
+                files.save_png(out / "samples" / f"{step:06d}.png", sample_grid(spec, state, buffers, sample_z))
             if step % checkpoint_every == 0 or last:
                 jax.block_until_ready(state)
                 elapsed_now = elapsed + time.perf_counter() - t0
@@ -142,9 +142,36 @@ def fit(out, spec: RunSpec, state: trainer.TrainState, buffers, batch_at: Callab
                 export_models(out, spec, state, buffers)
                 meta.update(steps_done=step, train_seconds=round(elapsed_now, 2),
                             seconds_per_iteration=round((time.perf_counter() - t0) / max(done_here, 1), 4))
-                checkpoint.write_json_atomic(meta_path, meta)
+                files.write_json(meta_path, meta)
                 logging.info("checkpoint at iteration %d in %s", step, out)
             if last:
                 break
     bar.close()
     return state
+
+
+# --------------------------------------------------------------------------------------------------
+# Training from scratch (``python -m dds_jax.cli.train``); adaptation is in dds_jax.gan.adapt
+# --------------------------------------------------------------------------------------------------
+def data_source(spec: str, batch: int, size: int, seed: int):
+    """``render:photo`` / ``render:sketch`` (endless procedural faces) or a folder of images."""
+    if spec.startswith("render:"):
+        return data.render_batches(spec.split(":", 1)[1], batch, size, seed)
+    return data.folder_batches(data.load_image_folder(spec, size), batch, seed)
+
+
+def run_training(out, g_config: sg.GeneratorConfig, cfg: trainer.TrainConfig, steps: int, data_spec: str,
+                 seed: int = 0, resume: bool = False, overwrite: bool = False, **loop):
+    """Train (or resume) a generator from scratch; returns the final state."""
+    d_config = trainer.default_d_config(g_config)
+    spec = RunSpec("train", g_config, d_config, cfg, steps, seed=seed, data=data_spec)
+    batch_at = data_source(data_spec, cfg.batch, g_config.size, seed)
+    restore = prepare_out(out, spec, resume, overwrite)
+    models = trainer.Models(g_config, d_config)
+    key = jax.random.PRNGKey(seed)
+    state = trainer.init_state(models, cfg, key)
+    buffers = sg.init_variables(g_config, jax.random.fold_in(key, 7))["buffers"]
+    if restore:
+        state = restore_state(out, state)
+        logging.info("resuming %s at iteration %d", out, int(state.step))
+    return fit(out, spec, state, buffers, batch_at, **loop)

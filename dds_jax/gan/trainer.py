@@ -160,17 +160,12 @@ def anchor_wplus(generator: sg.Generator, variables, key, batch: int, anchors, s
     z = anchors[jax.random.randint(k_pick, (batch,), 0, anchors.shape[0])]
     z = z + std * jax.random.normal(k_noise, z.shape)
     w = generator.apply(variables, z, method=sg.Generator.style)
-    return jnp.repeat(w[:, None, :], generator.config.n_latent, axis=1)
+    return sg.to_wplus(w, generator.config.n_latent)
 
 
 # --------------------------------------------------------------------------------------------------
 # The step
 # --------------------------------------------------------------------------------------------------
-def _metric_keys(cfg: TrainConfig):
-    keys = ["d", "g", "real_score", "fake_score", "r1", "path", "path_length", "mean_path_length"]
-    return keys + (["cdc", "anchor"] if cfg.adapt else [])
-
-
 @functools.lru_cache(maxsize=16)
 def make_train_step(models: Models, cfg: TrainConfig):
     """The jitted ``(state, real, g_buffers, source_variables) -> (state, metrics)``.
@@ -276,9 +271,9 @@ def make_train_step(models: Models, cfg: TrainConfig):
             z = jax.random.normal(k_cz, (cfg.feat_const_batch, models.g_config.style_dim))
             layer = jax.random.randint(k_cl, (cfg.feat_const_batch,), 1, n_latent - 1)
             wz = G.apply({"params": g, "buffers": buffers}, z, method=sg.Generator.style)
-            _, f_tgt = synthesize(g, buffers, jnp.repeat(wz[:, None], n_latent, 1), k_cn)
+            _, f_tgt = synthesize(g, buffers, sg.to_wplus(wz, n_latent), k_cn)
             ws = G.apply(source, z, method=sg.Generator.style)
-            _, f_src = synthesize(source["params"], buffers, jnp.repeat(ws[:, None], n_latent, 1), k_cn)
+            _, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
             cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight)
             return adv + cdc, (adv, cdc)
         (g_loss, (g_adv_value, cdc)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)

@@ -17,7 +17,7 @@ follow the torch state_dict (``Mixed_5b/branch1x1/conv/kernel``, ``.../bn/runnin
 converter is a name-for-name mapping checked against the shapes the module itself declares.
 """
 import functools
-from typing import Any, Callable, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -239,24 +239,6 @@ def convert_state_dict(obj: Any, source: str = "state_dict", resize_input: bool 
 # ----------------------------------------------------------------------------- features
 
 
-def map_batches(fn: Callable, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Apply ``fn`` to ``x`` in fixed-size batches (last one zero-padded, so one compilation); numpy out."""
-    n = len(x)
-    if n == 0:
-        raise ValueError("empty input: no images to process")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    b = min(batch_size, n)
-    outs = []
-    for start in range(0, n, b):
-        chunk = x[start:start + b]
-        if len(chunk) < b:
-            pad = np.zeros((b - len(chunk),) + chunk.shape[1:], chunk.dtype)
-            chunk = np.concatenate([chunk, pad])
-        outs.append(np.asarray(fn(chunk)))
-    return np.concatenate(outs)[:n]
-
-
 def check_images(images) -> np.ndarray:
     """``images`` as a numpy NHWC RGB batch, or a ValueError naming the shape."""
     x = np.asarray(images)
@@ -290,4 +272,4 @@ def pool3_features(params, images01, batch_size: int = 50, config: Mapping[str, 
         params = params["params"]
     params = jax.device_put(params)
     fwd = _forward(bool(config.get("resize_input", True)), bool(config.get("normalize_input", True)))
-    return map_batches(lambda chunk: fwd(params, to_float01(chunk)), check_images(images01), batch_size)
+    return ops.map_batches(lambda chunk: fwd(params, to_float01(chunk)), check_images(images01), batch_size)

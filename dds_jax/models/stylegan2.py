@@ -331,7 +331,7 @@ class Generator(nn.Module):
         if truncation < 1:
             if truncation_latent is None:
                 raise ValueError("truncation < 1 needs truncation_latent (see mean_latent)")
-            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
+            styles = [truncate(s, truncation_latent, truncation) for s in styles]
         wplus = mix_styles(styles, cfg.n_latent, inject_index)
         batch = wplus.shape[0]
         if noise is None:
@@ -347,6 +347,16 @@ class Generator(nn.Module):
         return self.synthesis(wplus, noise)
 
 
+def to_wplus(w, n_latent: int):
+    """One w [B, D] for every layer: W+ [B, n_latent, D]."""
+    return jnp.repeat(w[:, None, :], n_latent, axis=1)
+
+
+def truncate(w, w_avg, psi):
+    """rosinality's truncation trick ``w_avg + psi (w - w_avg)`` (psi may be traced)."""
+    return w_avg + psi * (w - w_avg)
+
+
 def mix_styles(styles, n_latent: int, inject_index: Optional[int] = None):
     """Broadcast one w to all ``n_latent`` layers (or pass W+ through), or mix two at ``inject_index``."""
     if len(styles) == 1:
@@ -355,7 +365,7 @@ def mix_styles(styles, n_latent: int, inject_index: Optional[int] = None):
             if s.shape[1] != n_latent:
                 raise ValueError(f"W+ latent has {s.shape[1]} layers, the generator needs {n_latent}")
             return s
-        return jnp.repeat(s[:, None, :], n_latent, axis=1)
+        return to_wplus(s, n_latent)
     if len(styles) != 2:
         raise ValueError(f"style mixing takes 2 latents, got {len(styles)}")
     if inject_index is None or not 1 <= inject_index < n_latent:
@@ -388,13 +398,6 @@ def init_variables(config: GeneratorConfig, key, fused: bool = False):
 # --------------------------------------------------------------------------------------------------
 # Conversion from the PyTorch state_dict
 # --------------------------------------------------------------------------------------------------
-def _count(reader: StateDictReader, fmt: str) -> int:
-    n = 0
-    while fmt.format(n) in reader:
-        n += 1
-    return n
-
-
 def infer_config(sd: Dict[str, np.ndarray], lr_mlp: float = 0.01, source: str = "state_dict") -> GeneratorConfig:
     """Architecture from tensor shapes: size from the ToRGB count, channels from each conv weight."""
     missing = [k for k in ("style.1.weight", "conv1.conv.weight") if k not in sd]

@@ -5,7 +5,7 @@
 
 A local web app (Flask + one static canvas page) on 127.0.0.1 for any experiment config: it samples
 the source generator, lets you paint a label (one colour per part) or upload a mask PNG, trains the
-segmenter (``dds_jax.segment train``) and shows its masks on both domains, runs DDS
+segmenter (``dds_jax.cli.segment train``) and shows its masks on both domains, runs DDS
 (``dds_jax.pipeline.run_dds``) with live progress, and browses run directories and their Table 1 /
 benchmark reports. Long work runs in one background worker; files go to ``--workdir``.
 """

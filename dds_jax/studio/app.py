@@ -78,8 +78,8 @@ def create_app(studio: Studio):
         b = body()
         seeds = [int(s) for s in b.get("seeds") or []]
         parts, epochs = str(b.get("parts", "")), int(b.get("epochs", 100))
-        from dds_jax import segment
-        segment.parse_class_spec(parts)                        # bad parts: 400 now, not a failed job
+        from dds_jax.segmentation import labels as label_io
+        label_io.parse_class_spec(parts)                        # bad parts: 400 now, not a failed job
         return submit("train", lambda job: studio.train(seeds, parts, epochs, job))
 
     @app.post("/api/masks")

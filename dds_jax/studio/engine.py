@@ -1,6 +1,6 @@
 """What the studio does, without the web layer: samples to label, labels, one-shot training, masks,
 DDS runs and the run directories to browse. Every step calls the package's own functions
-(:mod:`dds_jax.segment`, :mod:`dds_jax.pipeline`, :mod:`dds_jax.run_io`), so a studio result is the
+(:mod:`dds_jax.cli.segment`, :mod:`dds_jax.dds.pipeline`, :mod:`dds_jax.dds.run_io`), so a studio result is the
 same as the command-line one.
 
   WORKDIR/samples/seed_<N>.png + latents.npz   source samples to label (``segment sample``)
@@ -20,8 +20,11 @@ from typing import Dict, List, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from dds_jax import cli_utils, run_io, segment
-from dds_jax import config as config_lib
+from dds_jax import checkpoint, files
+from dds_jax.dds import run_io
+from dds_jax.segmentation import labels as label_io
+from dds_jax.segmentation import workflow as segment
+from dds_jax.dds import config as config_lib
 from dds_jax.studio.uploads import UploadError
 
 LABEL_TRUNCATION = 0.7          # the samples to label and the mask previews (segment sample/predict)
@@ -32,7 +35,7 @@ MAX_SEEDS = 256
 
 def parse_seed_list(text, what: str = "seeds") -> List[int]:
     try:
-        seeds = cli_utils.parse_seeds(text)
+        seeds = files.parse_seeds(text)
     except ValueError as e:
         raise ValueError(f"{what}: {e}") from None
     if len(seeds) > MAX_SEEDS:
@@ -42,11 +45,11 @@ def parse_seed_list(text, what: str = "seeds") -> List[int]:
 
 def part_colors(parts: str) -> Dict[str, str]:
     """{painted name: colour} for a parts spec (``"hair"``, ``"eyes,nose+mouth"``): the i-th name gets
-    ``segment.PALETTE[i]`` (the page paints with the same colours)."""
-    names = [n for c in segment.parse_class_spec(parts) for n in c]
-    if len(names) > len(segment.PALETTE):
-        raise ValueError(f"{len(names)} parts; the studio paints at most {len(segment.PALETTE)}")
-    return {n: segment.PALETTE[i] for i, n in enumerate(names)}
+    ``label_io.PALETTE[i]`` (the page paints with the same colours)."""
+    names = [n for c in label_io.parse_class_spec(parts) for n in c]
+    if len(names) > len(label_io.PALETTE):
+        raise ValueError(f"{len(names)} parts; the studio paints at most {len(label_io.PALETTE)}")
+    return {n: label_io.PALETTE[i] for i, n in enumerate(names)}
 
 
 def _colors_arg(colors: Dict[str, str]) -> str:
@@ -75,10 +78,10 @@ class Studio:
         self.masks_dir = self.workdir / "masks"
         self.runs_dir = self.workdir / "runs"
         for name in ("source_ckpt", "target_ckpt", "segmenter_ckpt"):
-            cli_utils.resolve_model_path(config[name])       # a bad path fails at start, not mid-job
+            checkpoint.resolve_model_path(config[name])       # a bad path fails at start, not mid-job
         for d in (self.samples_dir, self.labels_dir, self.runs_dir):
             d.mkdir(parents=True, exist_ok=True)
-        gen = sg.load_generator(cli_utils.resolve_model_path(config.source_ckpt))
+        gen = sg.load_generator(checkpoint.resolve_model_path(config.source_ckpt))
         self.image_size = int(gen.config.size)
         roots = [self.runs_dir, pathlib.Path(config.output_dir).resolve().parent] + [pathlib.Path(b) for b in browse]
         self.roots: List[pathlib.Path] = []
@@ -120,8 +123,8 @@ class Studio:
         return str(self.config.segmenter_ckpt)
 
     def segmenter_parts(self) -> List[str]:
-        from dds_jax import segmentation
-        seg = segmentation.load_segmenter(cli_utils.resolve_model_path(self.segmenter_path()))
+        from dds_jax.segmentation import oneshot as segmentation
+        seg = segmentation.load_segmenter(checkpoint.resolve_model_path(self.segmenter_path()))
         return seg.parts
 
     def info(self) -> dict:
@@ -130,7 +133,7 @@ class Studio:
         parts = self.config.parts or ""
         if trained:
             parts = ",".join(self.segmenter_parts())
-        return {"image_size": self.image_size, "palette": list(segment.PALETTE),
+        return {"image_size": self.image_size, "palette": list(label_io.PALETTE),
                 "source_ckpt": str(self.config.source_ckpt), "target_ckpt": str(self.config.target_ckpt),
                 "segmenter": self.segmenter_path(), "segmenter_trained": trained,
                 "parts": parts, "label_parts": self._label_parts_default(),
@@ -182,14 +185,14 @@ class Studio:
             raise UploadError(f"seed {seed} has no sample to label: sample it first (step 1)")
         try:
             colors = part_colors(parts)
-            table = segment.color_table(segment.parse_class_spec(parts), segment.parse_colors(colors))
+            table = label_io.color_table(label_io.parse_class_spec(parts), label_io.parse_colors(colors))
         except ValueError as e:
             raise UploadError(f"parts {parts!r}: {e}") from None
         with self._lock:
             tmp = self.labels_dir / f".upload_{seed}.png"
-            cli_utils.save_png(tmp, np.asarray(rgba, np.uint8))
+            files.save_png(tmp, np.asarray(rgba, np.uint8))
             try:
-                classes = segment.read_label(tmp, table, (self.image_size, self.image_size))
+                classes = label_io.read_label(tmp, table, (self.image_size, self.image_size))
             except ValueError as e:
                 tmp.unlink(missing_ok=True)
                 raise UploadError(str(e).replace(str(tmp), name)) from None
@@ -197,11 +200,11 @@ class Studio:
             tmp.replace(path)
         return {"seed": seed, "url": self.file_url(path), "classes": classes.tolist(),
                 "pixels": {"+".join(c): int((classes == i + 1).sum())
-                           for i, c in enumerate(segment.parse_class_spec(parts))}}
+                           for i, c in enumerate(label_io.parse_class_spec(parts))}}
 
     def labelled_seeds(self) -> List[int]:
         sampled = set(self._sampled())
-        return sorted(s for s in segment.find_labels(self.labels_dir) if s in sampled) \
+        return sorted(s for s in label_io.find_labels(self.labels_dir) if s in sampled) \
             if any(self.labels_dir.glob("seed_*.png")) else []
 
     # ----------------------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ class Studio:
         return path
 
     def run_dds(self, c: ml_collections.ConfigDict, job=None) -> dict:
-        from dds_jax import pipeline
+        from dds_jax.dds import pipeline
 
         class Progress:                          # the tqdm interface run_dds uses
             def __init__(self, total=0, **_):
@@ -365,7 +368,7 @@ class Studio:
     # 6. Downloads
     # ----------------------------------------------------------------------------------------------
     def zip_segmenter(self) -> bytes:
-        path = cli_utils.resolve_model_path(self.segmenter_path())
+        path = checkpoint.resolve_model_path(self.segmenter_path())
         return zip_dir(path, "segmenter")
 
     def zip_run(self, run_id: str) -> bytes:

@@ -1,5 +1,5 @@
 """Command line of the studio: config flags, the work directory, the local server."""
-import sys
+from dds_jax.cli import common
 
 
 
@@ -22,18 +22,12 @@ def main(argv):
     from dds_jax.studio.engine import Studio
     FLAGS = flags.FLAGS
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+        common.fail(f"unexpected arguments {argv[1:]}")
     try:
         import flask  # noqa: F401
     except ImportError:
-        print('error: the studio needs its extra: pip install -e ".[studio]"', file=sys.stderr)
-        sys.exit(2)
-    try:
-        studio = Studio(FLAGS.config, FLAGS.workdir, FLAGS.browse)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        common.fail('the studio needs its extra: pip install -e ".[studio]"')
+    studio = Studio(FLAGS.config, FLAGS.workdir, FLAGS.browse)
     app = create_app(studio)
     import logging
     logging.getLogger("werkzeug").setLevel(logging.WARNING)     # not a line per progress poll
@@ -42,13 +36,8 @@ def main(argv):
     try:
         app.run(host=FLAGS.host, port=FLAGS.port, threaded=True, use_reloader=False, debug=False)
     except OSError as e:
-        print(f"error: cannot listen on {FLAGS.host}:{FLAGS.port} ({e.strerror or e}); pass another --port",
-              file=sys.stderr)
-        sys.exit(2)
+        common.fail(f"cannot listen on {FLAGS.host}:{FLAGS.port} ({e.strerror or e}); pass another --port")
 
 
 def run():
-    from absl import app
-    from dds_jax import config as config_lib
-    define_flags()
-    app.run(main, flags_parser=config_lib.parse_flags)
+    common.run(main, define_flags, common.parse_config_flags)

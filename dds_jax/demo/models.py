@@ -1,21 +1,21 @@
 """The trained models of the offline demo (``configs/demo.py``), made end to end by the package itself.
 
-  python -m dds_jax.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
-  python -m dds_jax.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
-  python -m dds_jax.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+  python -m dds_jax.cli.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
+  python -m dds_jax.cli.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
+  python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
 
-1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.train``) on endless procedural faces
+1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.cli.train``) on endless procedural faces
    (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
-2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.adapt``, Ojha et al.)
+2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.cli.adapt``, Ojha et al.)
    to 10 rendered line drawings; it keeps photo's latent space, so the two form a dual-domain pair.
    Its patch-level D resolution is ``ADAPT_PATCH_RES`` (see ``adapt.run_adaptation``).
 3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on ONE rendered photo face: its
-   image is inverted into ``photo`` (W+, ``dds_jax.invert``) and the renderer's true part mask labels
+   image is inverted into ``photo`` (W+, ``dds_jax.dds.invert``) and the renderer's true part mask labels
    the generator features of that latent.
    The shipped generators' fixed noise inputs are zero (see ``noise_free_copy``).
 4. **report** — the segmenter's IoU per part on held-out rendered faces of both domains (each inverted
    into its generator; the renderer knows their true masks), the pair's diversity and correspondence
-   (``dds_jax.demo_metrics``), and the training times.
+   (``dds_jax.demo.metrics``), and the training times.
 
 Every stage resumes: an interrupted run continues where it stopped, finished stages are skipped.
 ``--out`` (default: WORK/export; the shipped models are replaced only when it names the package's
@@ -24,15 +24,16 @@ assets/demo) receives photo/, sketch/, segmenter/ and report.json.
 import json
 import pathlib
 import shutil
-import sys
 import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
 
+from dds_jax import files
 from dds_jax import checkpoint as ckpt_io
-from dds_jax import demo_metrics, render, segmentation
+from dds_jax import render
+from dds_jax.demo import metrics as demo_metrics
+from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.gan import trainer
 from dds_jax.models import stylegan2 as sg
 
@@ -53,7 +54,7 @@ def _seconds(path) -> float:
 
 
 def train_photo(work: pathlib.Path, steps: int) -> pathlib.Path:
-    from dds_jax import train
+    from dds_jax.gan import run as train
     out = work / "photo"
     if not _finished(out, steps):
         train.run_training(out, DEMO_G, BASE_TRAIN, steps, "render:photo", seed=0, resume=True,
@@ -84,7 +85,7 @@ def noise_free_copy(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
 
 
 def adapt_sketch(work: pathlib.Path, source_d, steps: int) -> pathlib.Path:
-    from dds_jax import adapt
+    from dds_jax.gan import adapt
     images = work / "sketch_10"
     if not (images / "parts.json").is_file():
         render.write_dataset(images, SKETCH_SEED, 10, DEMO_G.size, "sketch", grid=work / "sketch_10.png")
@@ -97,7 +98,7 @@ def adapt_sketch(work: pathlib.Path, source_d, steps: int) -> pathlib.Path:
 
 
 def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: int, invert_steps: int):
-    from dds_jax import invert
+    from dds_jax.dds import invert
     t0 = time.perf_counter()
     image, mask = render.render_faces(LABEL_SEED, 1, DEMO_G.size, "photo")
     _, recon, feats, mse = invert.invert(photo_gen, image, steps=invert_steps)
@@ -108,9 +109,9 @@ def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: i
                               inversion_mse=float(mse[0]), seconds=round(time.perf_counter() - t0, 1))
     out = work / "segmenter"
     ckpt_io.save_model(out, "segmenter", config, params, overwrite=True)
-    from dds_jax import cli_utils
-    cli_utils.save_png(work / "label_sample.png", cli_utils.make_grid(
-        [image[0], cli_utils.to_uint8(recon)[0], colour_mask(mask[0])], ncols=3))
+    from dds_jax import files
+    files.save_png(work / "label_sample.png", files.make_grid(
+        [image[0], files.to_uint8(recon)[0], colour_mask(mask[0])], ncols=3))
     return out
 
 
@@ -124,7 +125,8 @@ def colour_mask(mask) -> np.ndarray:
 
 def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert_steps: int) -> dict:
     """IoU per part on ``n_eval`` held-out rendered faces, photo into ``photo``, sketch into ``sketch``."""
-    from dds_jax import cli_utils, invert
+    from dds_jax import files
+    from dds_jax.dds import invert
     report = {}
     grids = []
     for name, gen in (("photo", photo_gen), ("sketch", sketch_gen)):
@@ -136,17 +138,17 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
                         "mean_iou": round(float(np.nanmean(iou)), 4),
                         "inversion_mse": round(float(np.mean(mse)), 5), "n_images": int(n_eval)}
         k = min(8, n_eval)
-        grids += list(images[:k]) + list(cli_utils.to_uint8(recon[:k])) + \
+        grids += list(images[:k]) + list(files.to_uint8(recon[:k])) + \
             [colour_mask(m) for m in masks[:k]] + [colour_mask(m) for m in pred[:k]]
-    cli_utils.save_png(work / "segmenter_eval.png", cli_utils.make_grid(grids, ncols=min(8, n_eval)))
+    files.save_png(work / "segmenter_eval.png", files.make_grid(grids, ncols=min(8, n_eval)))
     return report
 
 
 def save_pair_grid(path, photo_gen, sketch_gen, seeds=range(8)) -> None:
     """Rows: photo and sketch of the same seeds (the correspondence the pair must keep)."""
-    from dds_jax import cli_utils
+    from dds_jax import files
     images = list(demo_metrics.sample(photo_gen, seeds)) + list(demo_metrics.sample(sketch_gen, seeds))
-    cli_utils.save_png(path, cli_utils.make_grid(images, ncols=len(list(seeds))))
+    files.save_png(path, files.make_grid(images, ncols=len(list(seeds))))
 
 
 def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
@@ -156,7 +158,7 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
                       ("segmenter", work / "segmenter")):
         shutil.rmtree(out / name, ignore_errors=True)
         shutil.copytree(src, out / name)
-    ckpt_io.write_json_atomic(out / "report.json", report)
+    files.write_json(out / "report.json", report)
 
 
 def build(work, out, base_steps: int = 11000, adapt_steps: int = 1000, seg_epochs: int = 100,
@@ -190,7 +192,7 @@ def build(work, out, base_steps: int = 11000, adapt_steps: int = 1000, seg_epoch
                                       "patch_res": ADAPT_PATCH_RES, **ADAPT_TRAIN.to_dict()},
                            "segmenter": seg.config["training"]},
               "generator": DEMO_G.to_dict(), "machine": _machine()}
-    ckpt_io.write_json_atomic(work / "report.json", report)
+    files.write_json(work / "report.json", report)
     save_pair_grid(work / "pair.png", photo_gen, sketch_gen)
     export(work, out, report)
     return report
@@ -203,22 +205,6 @@ def _machine() -> str:
            f"({jax.default_backend()})"
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
-    flags.DEFINE_string("out", None, "Where the final models go (default: WORK/export); pass the package's "
-                        "dds_jax/assets/demo to replace the shipped models.")
-    flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
-    flags.DEFINE_integer("adapt_steps", 1000, "Iterations of the sketch adaptation.")
-    flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
-    flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
-    flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
-    flags.DEFINE_string("photo", None, "An existing photo generator to adapt from (skips training one), "
-                        "e.g. dds_jax/assets/demo/photo.")
-
-
 def output_folder(work, out=None) -> pathlib.Path:
     """Where ``build`` exports the models: ``out``, or WORK/export; never WORK itself (its photo/ and
     sketch/ are the training runs that ``export`` would replace)."""
@@ -227,25 +213,3 @@ def output_folder(work, out=None) -> pathlib.Path:
     if out.resolve() == work.resolve():
         raise ValueError(f"--out={out} is the working folder; pick another folder (default WORK/export)")
     return out
-
-
-def main(argv):
-    del argv
-    try:
-        out = output_folder(FLAGS.work, FLAGS.out)
-        if FLAGS.photo and not (pathlib.Path(FLAGS.photo) / "model.json").is_file():
-            raise ValueError(f"--photo={FLAGS.photo}: no model.json there; pass a dds-jax generator folder, "
-                             "e.g. dds_jax/assets/demo/photo")
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    report = build(FLAGS.work, out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
-                   FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo)
-    logging.info("report: %s", report)
-    print(json.dumps(report["segmenter_iou"], indent=1))
-    print(f"demo models written to {out}")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

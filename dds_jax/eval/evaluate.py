@@ -1,26 +1,25 @@
 """Evaluate finished DDS runs as the paper's Table 1, and draw Fig. 7 (FID per iteration).
 
-  python -m dds_jax.evaluate --run=runs/faces_M1 --label=M1 --run=runs/faces_M2 --label=M2 \
+  python -m dds_jax.cli.evaluate --run=runs/faces_M1 --label=M1 --run=runs/faces_M2 --label=M2 \
       --inception_ckpt=ckpt/inception --out=runs/table1
 
 For every run (a mask / segmentation model) and direction, the set of DDS results x̂ is compared with
 the source images D_s, the naive crossovers {x_c} (Eq. 1) and the target images D_t: FID between the
 sets (pytorch-fid Inception pool3), SSIM and PSNR per seed pair averaged over seeds (images in [0, 1],
-see ``dds_jax.metrics``). Writes ``table1.md``, ``table1.csv``, ``table1.json`` and, with snapshots,
+see ``dds_jax.eval.metrics``). Writes ``table1.md``, ``table1.csv``, ``table1.json`` and, with snapshots,
 ``fid_per_iteration.png``.
 """
 import csv
 import io
 import pathlib
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from dds_jax import checkpoint as ckpt_io
-from dds_jax import cli_utils
-from dds_jax import run_io
+from dds_jax import files
+from dds_jax.dds import run_io
 
 ROWS = (("source", "D_s"), ("crossover", "{x_c}"), ("target", "D_t"))
 DIRECTION_TITLES = {"s2t": "DDS source→target", "t2s": "DDS target→source"}
@@ -31,7 +30,7 @@ class FeatureExtractor:
 
     def __init__(self, ckpt_dir, batch_size: int = 16):
         from dds_jax.models import inception
-        model = ckpt_io.load_model(cli_utils.resolve_model_path(ckpt_dir), expect_kind="inception")
+        model = ckpt_io.load_model(ckpt_io.resolve_model_path(ckpt_dir), expect_kind="inception")
         self._params = model.params
         self._fn = inception.pool3_features
         self.batch_size = batch_size
@@ -49,7 +48,7 @@ def _check_sets(a: np.ndarray, b: np.ndarray, what: str):
 
 def set_metrics(results: np.ndarray, reference: np.ndarray, features=None, what: str = "") -> Dict[str, float]:
     """FID (if ``features``), mean SSIM and mean PSNR of ``results`` vs ``reference``, both [N,H,W,3] in [0,1]."""
-    from dds_jax import metrics
+    from dds_jax.eval import metrics
     _check_sets(results, reference, what)
     out = {"ssim": float(np.mean(np.asarray(metrics.ssim(results, reference, size_average=False)))),
            "psnr": float(np.mean(np.asarray(metrics.psnr(results, reference, data_range=1.0))))}
@@ -104,17 +103,15 @@ def table_markdown(rows: List[dict]) -> str:
 def write_table(rows: List[dict], out_dir) -> pathlib.Path:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ".table1.md.tmp").write_text(table_markdown(rows))
-    (out / ".table1.md.tmp").replace(out / "table1.md")
+    files.write_text(out / "table1.md", table_markdown(rows))
     buf = io.StringIO()
     fields = ["mask", "direction", "set", "n_seeds", "fid", "ssim", "psnr"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({k: r.get(k, "") for k in fields})
-    (out / ".table1.csv.tmp").write_text(buf.getvalue())
-    (out / ".table1.csv.tmp").replace(out / "table1.csv")
-    ckpt_io.write_json_atomic(out / "table1.json", {"rows": rows})
+    files.write_text(out / "table1.csv", buf.getvalue())
+    files.write_json(out / "table1.json", {"rows": rows})
     return out
 
 
@@ -122,7 +119,7 @@ def write_table(rows: List[dict], out_dir) -> pathlib.Path:
 # Fig. 7: FID of the snapshots vs iteration
 # ------------------------------------------------------------------------------------------------
 def fid_curve(run_dir, features, direction: str) -> Dict[str, list]:
-    from dds_jax import metrics
+    from dds_jax.eval import metrics
     run = run_io.load_run(run_dir)
     failed = {int(s) for s in run.get("failed_seeds", {}).get(direction, [])}
     seeds = [s for s in run_io.finished_seeds(run_dir, direction) if s not in failed]
@@ -151,27 +148,12 @@ def plot_fid_curves(curves: Dict[str, Dict[str, list]], path) -> None:
     ax.set_ylabel("FID")
     ax.set_title("FID during latent optimisation")
     ax.legend(fontsize=7)
-    cli_utils.save_figure(fig, path)
+    files.save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """CLI flags, defined only when this module is the entry point (other CLIs import it)."""
-    flags.DEFINE_multi_string("run", [], "A finished DDS run directory (repeatable: one per mask).")
-    flags.DEFINE_multi_string("label", [], "A label per --run (e.g. M1, M2); default: the directory name.")
-    flags.DEFINE_string("inception_ckpt", None,
-                        "Converted pytorch-fid Inception (convert/torch_to_flax.py --kind=inception). "
-                        "Without it FID is left out.")
-    flags.DEFINE_string("out", None, "Where to write table1.{md,csv,json} and plots (default: the first run).")
-    flags.DEFINE_bool("fid_curve", True, "Plot FID of the snapshots per iteration (Fig. 7), when FID is on.")
-    flags.DEFINE_integer("batch_size", 16, "Inception batch size.")
-
-
 def run_evaluation(runs: Sequence[str], labels: Sequence[str] = (), inception_ckpt: Optional[str] = None,
                    out: Optional[str] = None, fid_curve_plot: bool = True, batch_size: int = 16):
     if not runs:
@@ -193,23 +175,6 @@ def run_evaluation(runs: Sequence[str], labels: Sequence[str] = (), inception_ck
                 except FileNotFoundError as e:
                     logging.warning("no FID curve for %s: %s", run_dir, e)
         if curves:
-            ckpt_io.write_json_atomic(out_dir / "fid_per_iteration.json", curves)
+            files.write_json(out_dir / "fid_per_iteration.json", curves)
             plot_fid_curves(curves, out_dir / "fid_per_iteration.png")
     return rows, out_dir
-
-
-def main(argv):
-    del argv
-    try:
-        rows, out_dir = run_evaluation(FLAGS.run, FLAGS.label, FLAGS.inception_ckpt, FLAGS.out,
-                                       FLAGS.fid_curve, FLAGS.batch_size)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(table_markdown(rows))
-    print(f"wrote {out_dir}/table1.md, table1.csv, table1.json")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

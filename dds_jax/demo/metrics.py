@@ -11,7 +11,7 @@ its images correspond to the source's images of the same latent?
 """
 import numpy as np
 
-from dds_jax import cli_utils
+from dds_jax import files
 
 
 def to_unit(images) -> np.ndarray:
@@ -70,9 +70,9 @@ def retrieval(photos, sketches, group: int = 8) -> dict:
 def sample(gen, seeds) -> np.ndarray:
     """uint8 images of ``gen`` (a LoadedGenerator, its fixed noise) for the seeds' z's."""
     import jax.numpy as jnp
-    z = jnp.asarray(cli_utils.z_from_seeds(seeds, gen.config.style_dim))
+    z = jnp.asarray(files.z_from_seeds(seeds, gen.config.style_dim))
     images, _ = gen.module.apply(gen.variables, z)
-    return cli_utils.to_uint8(np.asarray(images))
+    return files.to_uint8(np.asarray(images))
 
 
 def pair_report(photo_gen, sketch_gen, seeds=range(64), reference_seed: int = 30, group: int = 8) -> dict:

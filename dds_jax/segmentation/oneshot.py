@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dds_jax import checkpoint
+from dds_jax import checkpoint, generation
 from dds_jax.models import segmenter as seg_model
 from dds_jax.models import stylegan2 as sg
 
@@ -59,7 +59,7 @@ def from_params(config: dict, params, path=None) -> Segmenter:
 
 def load_segmenter(path) -> Segmenter:
     """A segmenter model directory (``convert/torch_to_flax.py --kind=segmenter`` or
-    ``python -m dds_jax.segment train``)."""
+    ``python -m dds_jax.cli.segment train``)."""
     m = checkpoint.load_model(path, expect_kind="segmenter")
     return from_params(dict(m.config), m.params, m.path)
 
@@ -153,59 +153,6 @@ def class_mask(classes, parts) -> jnp.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Features and one-shot training (RepurposingGAN's recipe)
 # --------------------------------------------------------------------------------------------------
-def truncation_mean(gen: sg.LoadedGenerator, key=None, n: int = 4096):
-    """The checkpoint's ``latent_avg`` if it has one, else the mean of style(z) over ``n`` z's."""
-    if gen.latent_avg is not None:
-        return jnp.asarray(gen.latent_avg)
-    key = jax.random.PRNGKey(0) if key is None else key
-    return _mean_latent_fn(gen.config, int(n))(gen.variables, key)
-
-
-@functools.lru_cache(maxsize=8)
-def _mean_latent_fn(config: sg.GeneratorConfig, n: int):
-    module = sg.Generator(config)
-    return jax.jit(lambda variables, key: sg.mean_latent(module, variables, key, n))
-
-
-@functools.lru_cache(maxsize=8)
-def forward_fn(config: sg.GeneratorConfig, fused: bool = False):
-    """A cached jitted ``(variables, z, psi, w_avg) -> (images, features)`` (fixed noise buffers)."""
-    module = sg.Generator(config, fused=fused)
-
-    @jax.jit
-    def forward(variables, z, truncation, w_avg):
-        w = module.apply(variables, z, method=sg.Generator.style)
-        w = w_avg + truncation * (w - w_avg)          # rosinality's truncation trick, traced psi
-        return module.apply(variables, w, input_is_latent=True)
-    return forward
-
-
-def generate(gen: sg.LoadedGenerator, z, truncation: float = 1.0, truncation_latent=None,
-             batch_size: int = 4):
-    """Images [N, H, W, 3] and features (list of [N, h, w, C]) for the z's, with the checkpoint's fixed
-    noise buffers, as numpy arrays. ``truncation_latent`` is needed when ``truncation < 1``."""
-    z = np.asarray(z, np.float32)
-    if z.ndim != 2 or z.shape[1] != gen.config.style_dim:
-        raise ValueError(f"z must be [N, {gen.config.style_dim}], got shape {z.shape}")
-    if truncation < 1 and truncation_latent is None:
-        raise ValueError("truncation < 1 needs truncation_latent (see truncation_mean())")
-    w_avg = (jnp.zeros((gen.config.style_dim,), jnp.float32) if truncation >= 1
-             else jnp.asarray(truncation_latent, jnp.float32))
-    psi = jnp.float32(min(float(truncation), 1.0))
-    forward = forward_fn(gen.config, bool(getattr(gen.module, "fused", False)))
-    images, feats = [], []
-    bs = max(1, min(batch_size, len(z)))
-    for start in range(0, len(z), bs):
-        zb = z[start:start + bs]
-        pad = bs - len(zb)
-        if pad:
-            zb = np.concatenate([zb, np.zeros((pad, zb.shape[1]), np.float32)])
-        img, fs = jax.device_get(forward(gen.variables, jnp.asarray(zb), psi, w_avg))
-        images.append(img[:bs - pad])
-        feats.append([f[:bs - pad] for f in fs])
-    return np.concatenate(images), [np.concatenate(f) for f in zip(*feats)]
-
-
 def make_optimizer(lr: float = 1e-3, weight_decay: float = 1e-3, steps_per_epoch: int = 1,
                    decay_every: int = 50, decay_factor: float = 0.1) -> optax.GradientTransformation:
     """``torch.optim.Adam(lr, weight_decay)`` (L2 added to the gradient before Adam) with
@@ -265,8 +212,8 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
             raise ValueError(f"{len(z)} latents for {n} label maps")
         w_avg = None
         if truncation < 1:
-            w_avg = truncation_latent if truncation_latent is not None else truncation_mean(gen, k_avg)
-        _, feats = generate(gen, z, truncation, w_avg)
+            w_avg = truncation_latent if truncation_latent is not None else generation.truncation_mean(gen, k_avg)
+        _, feats = generation.generate(gen, z, truncation, w_avg)
     in_ch = sum(f.shape[-1] for f in feats)
     params = seg_model.init_params(k_init, in_ch, n_class, size)
     module = seg_model.FewShotCNN(n_class, size)

@@ -1,8 +1,8 @@
 """Dual-domain synthesis measured against ground truth.
 
-  python -m dds_jax.benchmark --out=runs/benchmark                         # shipped demo models, 32 faces
-  python -m dds_jax.benchmark --out=runs/benchmark --config=configs/benchmark.py --config.n=8
-  python -m dds_jax.benchmark --out=runs/b --config.source_ckpt=DIR --config.target_ckpt=DIR \\
+  python -m dds_jax.cli.benchmark --out=runs/benchmark                         # shipped demo models, 32 faces
+  python -m dds_jax.cli.benchmark --out=runs/benchmark --config=configs/benchmark.py --config.n=8
+  python -m dds_jax.cli.benchmark --out=runs/b --config.source_ckpt=DIR --config.target_ckpt=DIR \\
       --config.segmenter_ckpt=DIR --config.methods=x_t,x_c,target      # any pair: see configs/benchmark.py
 
 The paper has no ground truth for a dual-domain image; the renderer (``dds_jax.render``) has one: it
@@ -10,7 +10,7 @@ draws the same face in the source style and in the target style with the true pa
 result is the source rendering inside the part and the target rendering outside it. The benchmark
 
 1. renders ``n`` faces (seeded) in both styles, with their true masks and the true dual-domain image;
-2. inverts each rendering into its own generator (W+, ``dds_jax.invert``, batched; cached in OUT);
+2. inverts each rendering into its own generator (W+, ``dds_jax.dds.invert``, batched; cached in OUT);
 3. segments the two inversions with the segmenter (the masks every method gets, as in a real run);
 4. runs every method on these same inputs: ``x_t`` (the target inversion, i.e. doing nothing),
    ``x_c`` (the naive crossover of Eq. 1) and the DDS objectives of :data:`METHODS`;
@@ -21,15 +21,12 @@ result is the source rendering inside the part and the target rendering outside 
 Writes ``OUT/benchmark.json`` (``{"default": name, "methods": {name: metrics}, ...}``),
 ``OUT/benchmark.md`` (the table) and ``OUT/contact_sheet.png`` (rows = faces; columns = source
 rendering, target rendering, TRUTH, then every method in table order). The inversion step
-(:func:`invert_pair` + :func:`make_inputs`) is the reusable part for inputs that are images.
+(``dds.invert.invert_pair`` + ``inputs_from_inversions``) is shared with DDS on the user's own images.
 """
 import dataclasses
-import functools
-import json
 import pathlib
-import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +37,9 @@ from absl import logging
 from flax import linen as nn
 
 from dds_jax import checkpoint as ckpt_io
-from dds_jax import cli_utils, invert, metrics, render
+from dds_jax import files, render
+from dds_jax.dds import invert
+from dds_jax.eval import metrics
 from dds_jax.dds import optimize as opt
 
 # DDS methods: name -> DDSConfig fields (iterations and backbone come from the benchmark config).
@@ -117,69 +116,6 @@ def render_truth(seed: int, n: int, size: int, part: str, source_style: str = "s
 # --------------------------------------------------------------------------------------------------
 # Inputs: inversion + segmentation (reusable for any source / target images)
 # --------------------------------------------------------------------------------------------------
-def invert_pair(gen_s, gen_t, source_images, target_images, steps: int, lr: float = 0.05,
-                cache: Optional[pathlib.Path] = None, key: Optional[dict] = None) -> dict:
-    """W+ inversions of source images into G_s and target images into G_t (uint8 [N, H, W, 3]).
-
-    Returns {w_s, x_s, w_t, x_t (float [-1, 1]), mse_s, mse_t [N], feats_s, feats_t (lists of
-    [N, h, w, C])}. With ``cache`` (an .npz path) and ``key`` (a JSON-able description of the inputs),
-    the latents of a finished inversion with the same key are reused (images and features are
-    re-rendered from them); the file is written atomically."""
-    key_text = json.dumps(key, sort_keys=True)
-    n = len(source_images)
-    latents = None
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if str(z["key"]) == key_text and len(z["w_s"]) >= n:    # images are inverted independently
-                latents = {k: z[k][:n] for k in ("w_s", "w_t", "mse_s", "mse_t")}
-    if latents is None:
-        latents = {}
-        for tag, gen, images in (("s", gen_s, source_images), ("t", gen_t, target_images)):
-            w, _, _, mse = invert.invert(gen, images, steps=steps, lr=lr)
-            latents.update({f"w_{tag}": w, f"mse_{tag}": mse})
-        if cache is not None:
-            tmp = cache.with_name(cache.name + ".tmp")
-            with open(tmp, "wb") as f:
-                np.savez(f, key=key_text, **latents)
-            tmp.replace(cache)
-    out = dict(latents)
-    for tag, gen in (("s", gen_s), ("t", gen_t)):
-        out[f"x_{tag}"], out[f"feats_{tag}"] = render_latents(gen, latents[f"w_{tag}"])
-    return out
-
-
-def fingerprint(variables) -> str:
-    """sha1 of a generator's weights: a cache made with other weights under the same name is not reused."""
-    import hashlib
-    h = hashlib.sha1()
-    for leaf in jax.tree_util.tree_leaves(variables):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=8)
-def _render_fn(config):
-    from dds_jax.models import stylegan2 as sg
-    module = sg.Generator(config)
-    return jax.jit(lambda variables, w: module.apply(variables, w, input_is_latent=True))
-
-
-def render_latents(gen, wplus, batch_size: int = 32):
-    """(images [N, H, W, 3] in [-1, 1], features) of W+ latents, the checkpoint's fixed noise."""
-    outs = [jax.device_get(_render_fn(gen.config)(gen.variables, jnp.asarray(wplus[i:i + batch_size])))
-            for i in range(0, len(wplus), batch_size)]
-    return (np.concatenate([o[0] for o in outs]),
-            [np.concatenate(f) for f in zip(*[o[1] for o in outs])])
-
-
-def make_inputs(inv: dict, seg_fn: Callable, cfg: opt.DDSConfig) -> opt.Inputs:
-    """DDS problems of inverted images: the segmenter's masks on each inversion, x_c of Eq. 1, and the
-    W+ latents (the generator backbone and init='input' need them)."""
-    y_s = seg_fn(jnp.asarray(inv["x_s"]), [jnp.asarray(f) for f in inv["feats_s"]])
-    y_t = seg_fn(jnp.asarray(inv["x_t"]), [jnp.asarray(f) for f in inv["feats_t"]])
-    return opt.inputs_from_images(inv["x_s"], inv["x_t"], y_s, y_t, cfg, inv["w_s"], inv["w_t"])
-
-
 # --------------------------------------------------------------------------------------------------
 # Domain classifier: per-pixel P(source style), trained on renderings
 # --------------------------------------------------------------------------------------------------
@@ -305,7 +241,8 @@ def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress
 # --------------------------------------------------------------------------------------------------
 def load(c):
     """(DDSModels, seg_fn, segmenter parts) of the config's checkpoints."""
-    from dds_jax import pipeline, segmentation
+    from dds_jax.dds import pipeline
+    from dds_jax.segmentation import oneshot as segmentation
     from dds_jax.models import stylegan2 as sg
     gen_s = sg.load_generator(pipeline.resolve_model_path(c.source_ckpt))
     gen_t = sg.load_generator(pipeline.resolve_model_path(c.target_ckpt))
@@ -338,15 +275,15 @@ def run_benchmark(c, out) -> dict:
     truth = render_truth(c.seed, c.n, size, c.part, c.source_style, c.target_style)
     out.mkdir(parents=True, exist_ok=True)
     # faces i < n depend only on (seed, i): a cache of more faces serves a smaller n
-    key = {"source": fingerprint(gen_s.variables), "target": fingerprint(gen_t.variables),
+    key = {"source": invert.fingerprint(gen_s.variables), "target": invert.fingerprint(gen_t.variables),
            "source_ckpt": c.source_ckpt, "target_ckpt": c.target_ckpt, "source_style": c.source_style,
            "target_style": c.target_style, "seed": int(c.seed), "steps": int(c.invert_steps),
            "lr": float(c.invert_lr), "size": size}
     timings = {}
-    inv = invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr,
+    inv = invert.invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr,
                       cache=out / "inversions.npz", key=key)
     timings["inversion_s"] = round(time.perf_counter() - t0, 1)
-    inputs = make_inputs(inv, seg_fn, opt.DDSConfig())
+    inputs = invert.inputs_from_inversions(inv, opt.DDSConfig(), seg_fn)
     cls_params, p_source = train_style_classifier(size, c.source_style, c.target_style,
                                                   c.classifier_steps, c.classifier_seed)
     to01 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)      # noqa: E731
@@ -377,25 +314,19 @@ def run_benchmark(c, out) -> dict:
         "config": c.to_dict(), "timings": dict(timings, total_s=round(time.perf_counter() - t0, 1)),
         "dds_configs": {n: dataclasses.asdict(method_config(n, c)) for n in names if n in METHODS},
     }
-    ckpt_io.write_json_atomic(out / "benchmark.json", report)
-    _write_text(out / "benchmark.md", markdown_table(report))
+    files.write_json(out / "benchmark.json", report)
+    files.write_text(out / "benchmark.md", markdown_table(report))
     rows = min(int(c.sheet_rows), int(c.n))
     tiles = []
     for i in range(rows):
         tiles += [truth.source[i], truth.target[i], truth.truth[i]]
-        tiles += [cli_utils.to_uint8(images[name][i], (0.0, 1.0)) for name in names]
-    cli_utils.save_png(out / "contact_sheet.png", cli_utils.make_grid(tiles, ncols=3 + len(names)))
+        tiles += [files.to_uint8(images[name][i], (0.0, 1.0)) for name in names]
+    files.save_png(out / "contact_sheet.png", files.make_grid(tiles, ncols=3 + len(names)))
     return report
 
 
 def _iou(pred, true) -> float:
     return round(float(np.logical_and(pred, true).sum() / max(np.logical_or(pred, true).sum(), 1)), 4)
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def markdown_table(report: dict) -> str:
@@ -421,35 +352,3 @@ def markdown_table(report: dict) -> str:
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
-def main(argv):
-    from absl import app, flags
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    f = flags.FLAGS
-    try:
-        report = run_benchmark(f.config, f.out)
-    except (ValueError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(markdown_table(report))
-    print(f"benchmark written to {f.out} (benchmark.json, benchmark.md, contact_sheet.png)")
-
-
-def get_config() -> ml_collections.ConfigDict:
-    """This file is the default ``--config``: the shipped demo pair (see configs/benchmark.py)."""
-    return default_config()
-
-
-def define_flags():
-    from absl import flags
-    from ml_collections import config_flags
-    config_flags.DEFINE_config_file("config", __file__, "Benchmark config file (default: the shipped "
-                                    "demo pair); override fields with --config.n=8 ...", lock_config=True)
-    flags.DEFINE_string("out", None, "Output folder.", required=True)
-
-
-if __name__ == "__main__":
-    from absl import app
-    define_flags()
-    app.run(main)

@@ -1,7 +1,7 @@
 """Robustness to α, β, γ (paper Sec. 5.1, Fig. 8): re-run DDS with one loss weight changed at a time and
 plot FID against the target domain D_t (or, without Inception weights, SSIM/PSNR) per value.
 
-  python -m dds_jax.sweep --config=configs/faces_caricature.py --config.num_seeds=100 \
+  python -m dds_jax.cli.sweep --config=configs/faces_caricature.py --config.num_seeds=100 \
       --values=0,0.25,0.5,0.75,1 --inception_ckpt=ckpt/inception --out=runs/sweep
 
 Every run is an ordinary DDS run directory (``OUT/<param>_<value>/``, resumable: finished seeds are kept);
@@ -9,15 +9,13 @@ the other two weights stay at the config's values. Writes ``OUT/sweep.json`` and
 """
 import copy
 import pathlib
-import sys
 from typing import Dict, List, Optional, Sequence
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
-from dds_jax import checkpoint as ckpt_io
-from dds_jax import cli_utils
-from dds_jax import evaluate, pipeline
+from dds_jax import files
+from dds_jax.eval import evaluate
+from dds_jax.dds import pipeline
 
 PARAMS = ("alpha", "beta", "gamma")
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ"}
@@ -72,49 +70,14 @@ def plot_sweep(results: Dict[str, List[dict]], path, metric: str) -> None:
     ax.set_ylabel(f"{metric.upper()} vs D_t")
     ax.set_title("Impact of α, β, γ (Eq. 6)")
     ax.legend(fontsize=8)
-    cli_utils.save_figure(fig, path)
-
-
-FLAGS = flags.FLAGS
-_CONFIG = None
-
-
-def define_flags():
-    """CLI flags, defined only when this module is the entry point."""
-    global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
-    flags.DEFINE_list("params", list(PARAMS), "Which weights to sweep (alpha, beta, gamma).")
-    flags.DEFINE_list("values", ["0", "0.25", "0.5", "0.75", "1"], "Values given to each swept weight.")
-    flags.DEFINE_string("inception_ckpt", None, "Converted pytorch-fid Inception; without it the plot shows PSNR.")
-    flags.DEFINE_string("out", "runs/sweep", "Directory for the runs, sweep.json and sweep.png.")
-    flags.DEFINE_integer("batch_size", 16, "Inception batch size.")
+    files.save_figure(fig, path)
 
 
 def run_sweep(config, params, values, out, inception_ckpt: Optional[str] = None, batch_size: int = 16):
     features = evaluate.FeatureExtractor(inception_ckpt, batch_size) if inception_ckpt else None
     results = sweep(config, params, [float(v) for v in values], out, features)
     out = pathlib.Path(out)
-    ckpt_io.write_json_atomic(out / "sweep.json", results)
+    files.write_json(out / "sweep.json", results)
     metric = "fid" if features is not None else "psnr"
     plot_sweep(results, out / "sweep.png", metric)
     return results, out
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None:
-        raise app.UsageError("--config is required")
-    try:
-        _, out = run_sweep(_CONFIG.value, FLAGS.params, FLAGS.values, FLAGS.out, FLAGS.inception_ckpt,
-                           FLAGS.batch_size)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {out}/sweep.json and {out}/sweep.png")
-
-
-if __name__ == "__main__":
-    from dds_jax.config import parse_flags
-    define_flags()
-    app.run(main, flags_parser=parse_flags)

@@ -1,46 +1,22 @@
 """Few-shot cross-domain adaptation of a StyleGAN2 (Ojha et al., CVPR 2021; DDS paper Sec. 3.1): make the
-second generator of a dual-domain pair from ~10 images of the new domain.
-
-  python -m dds_jax.adapt --source=ckpt/ffhq --images=my_10_sketches/ --out=runs/sketch
-  python -m dds_jax.adapt --source=ckpt/ffhq --source_d=ckpt/ffhq_d --images=... --out=... --steps=5000
-  python -m dds_jax.adapt --source=... --images=... --out=runs/sketch --resume
+second generator of a dual-domain pair from ~10 images of the new domain (``python -m dds_jax.cli.adapt``).
 
 The adapted generator starts from the source's weights and keeps the source's latent space (the CDC loss
 keeps the pairwise similarity structure of the source); its discriminator starts from ``--source_d``
 (convert a training checkpoint's ``d`` with ``convert/torch_to_flax.py --kind=discriminator``, or take
-OUT/discriminator of ``python -m dds_jax.train``) or, without it, from random weights. Images of any size
+OUT/discriminator of ``python -m dds_jax.cli.train``) or, without it, from random weights. Images of any size
 are centre-cropped and resized to the generator's resolution. OUT/generator is a dds-jax generator that
 every other command accepts (e.g. ``--config.target_ckpt=runs/sketch/generator``).
 """
 import dataclasses
-import sys
 
 import jax
-from absl import app, flags, logging
+from absl import logging
 
-from dds_jax.gan import cli, data, trainer
+from dds_jax.gan import data, trainer
 from dds_jax.gan import run as gan_run
 from dds_jax.models import discriminator as disc
 from dds_jax.models import stylegan2 as sg
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    defaults = trainer.TrainConfig.few_shot()
-    cli.define_training_flags(defaults, steps=5000, checkpoint_every=1000, sample_every=500)
-    flags.DEFINE_string("source", None, "The source generator (a dds-jax stylegan2 model directory).")
-    flags.DEFINE_string("source_d", None, "The source discriminator (dds-jax model directory); random if unset.")
-    flags.DEFINE_string("images", None, "Folder with the few (>= 2, typically 10) images of the new domain.")
-    flags.DEFINE_float("kl_weight", defaults.kl_weight, "Weight of the cross-domain distance-consistency loss.")
-    flags.DEFINE_integer("feat_const_batch", defaults.feat_const_batch, "Latents compared by the CDC loss.")
-    flags.DEFINE_integer("subspace_freq", defaults.subspace_freq,
-                         "Every N-th iteration samples near the anchors with an image-level D loss.")
-    flags.DEFINE_float("subspace_std", defaults.subspace_std, "Std-dev of the anchor regions.")
-    flags.DEFINE_integer("n_anchors", defaults.n_anchors, "Number of anchor latents (the released n_train).")
-    flags.DEFINE_integer("patch_res", 0, "Resolution of the patch-level D logits (0 = the discriminator's "
-                         "own, size // 8). On small images use size // 2: see run_adaptation.")
-    flags.mark_flags_as_required(["source", "images"])
 
 
 def load_source_discriminator(path, g_config: sg.GeneratorConfig, key, patch_res: int = 0):
@@ -94,24 +70,3 @@ def run_adaptation(out, source: str, images: str, cfg: trainer.TrainConfig, step
     source_variables = jax.tree_util.tree_map(jax.numpy.asarray, gen.variables)
     return gan_run.fit(out, spec, state, gen.variables["buffers"], data.folder_batches(reals, cfg.batch, seed),
                        source_variables, **loop)
-
-
-def main(argv):
-    del argv
-    try:
-        cfg = trainer.TrainConfig.few_shot(
-            kl_weight=FLAGS.kl_weight, feat_const_batch=FLAGS.feat_const_batch,
-            subspace_freq=FLAGS.subspace_freq, subspace_std=FLAGS.subspace_std, n_anchors=FLAGS.n_anchors,
-            **cli.common_overrides())
-        state = run_adaptation(FLAGS.out, FLAGS.source, FLAGS.images, cfg, FLAGS.steps, FLAGS.source_d,
-                               FLAGS.seed, FLAGS.resume, FLAGS.overwrite, patch_res=FLAGS.patch_res,
-                               **cli.loop_options())
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"adapted for {int(state.step)} iterations; generator in {FLAGS.out}/generator")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(main)

@@ -7,6 +7,7 @@ already holds finished seeds is continued with ``config.resume=True`` (finished 
 batch in progress restarts from its last checkpoint).
 """
 import dataclasses
+import json
 import pathlib
 import platform
 import shutil
@@ -20,14 +21,16 @@ import numpy as np
 from absl import logging
 
 import dds_jax
+from dds_jax import generation
 from dds_jax import checkpoint as ckpt_io
-from dds_jax import cli_utils, run_io
-from dds_jax.config import RESUME_FIELDS, dds_config, select_seeds, validate
+from dds_jax import files
+from dds_jax.dds import image_inputs, run_io
+from dds_jax.dds.config import RESUME_FIELDS, dds_config, select_seeds, validate
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
 
-DEMO_DIR = cli_utils.DEMO_DIR
-resolve_model_path = cli_utils.resolve_model_path
+DEMO_DIR = ckpt_io.DEMO_DIR
+resolve_model_path = ckpt_io.resolve_model_path
 
 
 class NoResultsError(ValueError):
@@ -38,27 +41,28 @@ class NoResultsError(ValueError):
 # Models
 # --------------------------------------------------------------------------------------------------
 def load_models(c: ml_collections.ConfigDict):
-    """(DDSModels, seg_fn) for the config; seg_fn(images, features) -> binary part masks [B,H,W,1].
+    """(DDSModels, seg_fn, (gen_s, gen_t)) for the config; seg_fn(images, features) -> binary part masks
+    [B,H,W,1]; the loaded generators for inverting the user's images.
 
     ``models.latent_avgs`` are the truncation centres the other commands use too (the checkpoint's
     ``latent_avg``, else the same ``truncation_mean``-z estimate as ``sample`` and ``segment``), so
     seed N is the same image in every command."""
-    from dds_jax import segmentation
+    from dds_jax.segmentation import oneshot as segmentation
     gen_s = sg.load_generator(resolve_model_path(c.source_ckpt))
     gen_t = sg.load_generator(resolve_model_path(c.target_ckpt))
     backbone_params = None
     if c.backbone != "generator":
         backbone_params = ckpt_io.load_model(resolve_model_path(c.backbone_ckpt), expect_kind=c.backbone).params
-    models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
     dcfg = dds_config(c).resolved()
-    avgs = tuple(None if t >= 1 else segmentation.truncation_mean(g, jax.random.PRNGKey(0), dcfg.truncation_mean)
+    models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
+    avgs = tuple(None if t >= 1 else generation.truncation_mean(g, jax.random.PRNGKey(0), dcfg.truncation_mean)
                  for g, t in ((gen_s, dcfg.truncation_source), (gen_t, dcfg.truncation_target)))
     models = dataclasses.replace(models, latent_avgs=avgs)
     seg = segmentation.load_segmenter(resolve_model_path(c.segmenter_ckpt))
     for gen, name in ((gen_s, "source"), (gen_t, "target")):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.parts, seg)
-    return models, segmentation.binary_mask_fn(seg, parts)
+    return models, segmentation.binary_mask_fn(seg, parts), (gen_s, gen_t)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,12 +143,16 @@ def _initial_state(models, inputs, dcfg, c, mesh, batch_seeds):
     return opt.init_state(models, inputs, dcfg, base, latent0=latent0, noises0=noises0, mesh=mesh)
 
 
-def _make_inputs(models, seg_fn, dcfg, c, batch_seeds):
-    z_s = cli_utils.z_from_seeds(batch_seeds, models.config_s.style_dim)
+def _make_inputs(models, seg_fn, dcfg, c, batch_seeds, images=None):
+    """The problems of a batch: seeds -> z -> G_s, G_t (truncated), or images ``batch_seeds`` of
+    ``images`` (an :class:`image_inputs.ImageSet`) when the run is on the user's images."""
+    if images is not None:
+        return image_inputs.make_inputs(images, batch_seeds, dcfg, seg_fn)
+    z_s = files.z_from_seeds(batch_seeds, models.config_s.style_dim)
     if c.paired:
         zs = jnp.asarray(z_s)
     else:
-        z_t = cli_utils.z_from_seeds([s + c.target_seed_offset for s in batch_seeds], models.config_t.style_dim)
+        z_t = files.z_from_seeds([s + c.target_seed_offset for s in batch_seeds], models.config_t.style_dim)
         zs = (jnp.asarray(z_s), jnp.asarray(z_t))
     return opt.prepare_inputs(models, zs, dcfg, jax.random.PRNGKey(c.init_seed), seg_fn=seg_fn,
                               trunc_latents=models.latent_avgs)
@@ -162,15 +170,15 @@ def _seed_images(inputs: opt.Inputs, result: np.ndarray, i: int) -> Dict[str, np
     if t2s:
         x_s, x_t, y_s, y_t = x_t, x_s, y_t, y_s
     mask = lambda m: (np.asarray(m) > 0.5).astype(np.uint8) * 255
-    return {"source": cli_utils.to_uint8(x_s), "target": cli_utils.to_uint8(x_t),
+    return {"source": files.to_uint8(x_s), "target": files.to_uint8(x_t),
             "mask_source": mask(y_s), "mask_target": mask(y_t),
-            "crossover": cli_utils.to_uint8(np.asarray(inputs.x_c[i])), "dds": cli_utils.to_uint8(result)}
+            "crossover": files.to_uint8(np.asarray(inputs.x_c[i])), "dds": files.to_uint8(result)}
 
 
 def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pathlib.Path, run: dict,
-              progress=None):
+              progress=None, images=None):
     t0 = time.perf_counter()
-    inputs = _make_inputs(models, seg_fn, dcfg, c, batch_seeds)
+    inputs = _make_inputs(models, seg_fn, dcfg, c, batch_seeds, images)
     # Empty masks: warn, report, and leave the problem out (never optimise it silently).
     empty = np.asarray(opt.mask_is_empty(inputs.y_s)) | np.asarray(opt.mask_is_empty(inputs.y_t))
     for i in np.flatnonzero(empty):
@@ -190,15 +198,14 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
     total = int(dcfg.resolved().iterations)
     chunk = int(min(c.chunk, total))
     k = int(c.snapshot_every) if c.snapshot_every and chunk % c.snapshot_every == 0 else 0
-    state_dir = out / "state"
+    state_dir = out / _state_name()
     done, losses, snaps, snap_steps = 0, [], [], []
     tag = {"seeds": [int(batch_seeds[int(s)]) for s in np.asarray(inputs.seed)[:n]],
            "t2s": [bool(t) for t in np.asarray(inputs.t2s)[:n]]}
     if c.resume and (state_dir / "progress.json").is_file():
-        import json
         saved = json.loads((state_dir / "progress.json").read_text())
         if saved.get("tag") == tag:
-            state = opt.shard_seeds(ckpt_io.restore_pytree(state_dir / "state", jax.device_get(state)), mesh)
+            state = opt.shard_seeds(ckpt_io.restore_state(state_dir / "state", jax.device_get(state)), mesh)
             with np.load(state_dir / "progress.npz") as z:
                 losses = [{name[5:]: z[name] for name in z.files if name.startswith("loss_")}]
                 if "snapshots" in z.files:
@@ -215,7 +222,7 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
         o = jax.device_get(opt.unpad(o, n, axis=1))
         losses.append({name: np.asarray(v) for name, v in o.losses.items()})
         if o.snapshots is not None:
-            snaps.append(cli_utils.to_uint8(o.snapshots))
+            snaps.append(files.to_uint8(o.snapshots))
             snap_steps.append(np.asarray(o.snapshot_steps))
         done += chunk
         if progress is not None:
@@ -228,7 +235,7 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
     images = jax.device_get(opt.unpad(opt.final_images(models, state, inputs, dcfg), n))["result"]
     all_losses = {name: np.concatenate([l[name] for l in losses]) for name in losses[0]}
     if snaps:    # the GIF / the FID curve end with the final x̂ (after the last update)
-        snaps.append(cli_utils.to_uint8(images)[None])
+        snaps.append(files.to_uint8(images)[None])
         snap_steps.append(np.full((1, images.shape[0]), total, np.int64))
     snapshots = np.concatenate(snaps) if snaps else None
     steps = np.concatenate(snap_steps) if snap_steps else None
@@ -256,18 +263,20 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
                            "iterations": total})
 
 
+def _state_name() -> str:
+    """The batch-in-progress checkpoint folder: one per process of a multi-process run."""
+    return "state" if jax.process_count() == 1 else f"state_{jax.process_index()}"
+
+
 def _save_progress(state_dir, state, losses, snaps, snap_steps, done, tag):
     state_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_io.save_pytree(state_dir / "state", state)
+    ckpt_io.save_state(state_dir / "state", state)
     arrays = {f"loss_{name}": np.concatenate([l[name] for l in losses]) for name in losses[0]}
     if snaps:
         arrays["snapshots"] = np.concatenate(snaps)
         arrays["snapshot_steps"] = np.concatenate(snap_steps)
-    tmp = state_dir / ".progress.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    tmp.replace(state_dir / "progress.npz")
-    ckpt_io.write_json_atomic(state_dir / "progress.json", {"done": done, "tag": tag})
+    files.save_npz(state_dir / "progress.npz", **arrays)
+    files.write_json(state_dir / "progress.json", {"done": done, "tag": tag})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,11 +289,11 @@ def write_contact_sheet(out: pathlib.Path, direction: str, seeds: Sequence[int])
         d = run_io.seed_dir(out, direction, s)
         if not (d / "result.json").is_file():
             continue
-        tiles += [cli_utils.read_image(d / f"{name}.png") for name in run_io.IMAGE_NAMES]
+        tiles += [files.read_image(d / f"{name}.png") for name in run_io.IMAGE_NAMES]
     if not tiles:
         return None
     path = out / f"contact_sheet_{direction}.png"
-    cli_utils.save_png(path, cli_utils.make_grid(tiles, ncols=len(run_io.IMAGE_NAMES)))
+    files.save_png(path, files.make_grid(tiles, ncols=len(run_io.IMAGE_NAMES)))
     return path
 
 
@@ -302,36 +311,75 @@ def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathl
     t0 = time.perf_counter()
     dcfg = dds_config(c)
     seeds = select_seeds(c)
-    models, seg_fn = load_models(c)          # before touching the output: a bad path leaves nothing behind
+    models, seg_fn, gens = load_models(c)    # before touching the output: a bad path leaves nothing behind
     out = pathlib.Path(c.output_dir)
+    rank, n_proc = jax.process_index(), jax.process_count()
     new_dir, new_run = not out.exists(), not (out / "run.json").is_file()
-    if not new_run:
+    if not new_run and rank == 0:
         _start_run(c, out)                   # refuses to mix runs before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    run = _start_run(c, out)
-    run["versions"] = _versions()
-    ckpt_io.write_json_atomic(out / "run.json", run)
+    images = image_inputs.load(c, *gens, out) if image_inputs.uses_images(c) else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        run = _start_run(c, out)
+        run["versions"] = _versions()
+        if images is not None:
+            run["images"] = images.report()
+        files.write_json(out / "run.json", run)
+    _barrier("dds_run_started")
+    if rank > 0:                             # the others keep a record of their own seeds, merged at the end
+        run = dict(run_io.load_run(out), seeds=[], failed_seeds={}, failures=[], final_losses={}, batches=[],
+                   timings={})
     mesh = opt.seed_mesh() if mesh is None else mesh
     failed = {(d, s) for d, ss in run["failed_seeds"].items() for s in ss}
     pending = [s for s in seeds
                if any(not run_io.seed_is_done(out, d, s) and (d, s) not in failed for d in run["directions"])]
-    logging.info("%d of %d seeds to do (%s)", len(pending), len(seeds), ", ".join(run["directions"]))
+    pending = pending[rank::n_proc]          # multi-process: this process's share (same list everywhere)
+    logging.info("%d of %d seeds to do (%s)%s", len(pending), len(seeds), ", ".join(run["directions"]),
+                 f" in process {rank} of {n_proc}" if n_proc > 1 else "")
+    record = out / ("run.json" if rank == 0 else f"run.process_{rank}.json")
     run["timings"]["load_s"] = round(time.perf_counter() - t0, 3)
     per_seed = dcfg.resolved().iterations * len(run["directions"])
     with (progress_bar or tqdm)(total=len(pending) * per_seed, unit="it", desc="DDS seed-iterations",
                                 dynamic_ncols=True, disable=None) as progress:
         for start in range(0, len(pending), c.batch_size):
             batch = pending[start:start + c.batch_size]
-            run_batch(models, seg_fn, dcfg, c, mesh, batch, out, run, progress)
-            ckpt_io.write_json_atomic(out / "run.json", run)
+            run_batch(models, seg_fn, dcfg, c, mesh, batch, out, run, progress, images)
+            files.write_json(record, run)
+    _barrier("dds_run_done")
+    if rank > 0:
+        return out
+    for k in range(1, n_proc):
+        _merge_record(run, out / f"run.process_{k}.json")
     if not run["seeds"]:
         _no_results(out, run, new_dir, new_run)
     for d in run["directions"]:
         write_contact_sheet(out, d, seeds)
     run["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     run["seeds"] = sorted(run["seeds"])
-    ckpt_io.write_json_atomic(out / "run.json", run)
+    files.write_json(out / "run.json", run)
+    for k in range(1, n_proc):
+        (out / f"run.process_{k}.json").unlink(missing_ok=True)
     return out
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process of a multi-process run (``jax.distributed``); no-op in one process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def _merge_record(run: dict, path: pathlib.Path) -> None:
+    """Add another process's record (its seeds, failures, losses, batches) to ``run``."""
+    other = json.loads(path.read_text())
+    run["seeds"] = sorted(set(run["seeds"]) | set(other["seeds"]))
+    for d, ss in other["failed_seeds"].items():
+        run["failed_seeds"].setdefault(d, [])
+        run["failed_seeds"][d] += [s for s in ss if s not in run["failed_seeds"][d]]
+    run["failures"] += other["failures"]
+    for d, losses in other["final_losses"].items():
+        run["final_losses"].setdefault(d, {}).update(losses)
+    run["batches"] += other["batches"]
 
 
 def _no_results(out: pathlib.Path, run: dict, new_dir: bool, new_run: bool):

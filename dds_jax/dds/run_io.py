@@ -18,8 +18,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
-from dds_jax import checkpoint as ckpt_io
-from dds_jax import cli_utils
+from dds_jax import files
 
 IMAGE_NAMES = ("source", "target", "mask_source", "mask_target", "crossover", "dds")
 DIRECTIONS = ("s2t", "t2s")
@@ -37,25 +36,14 @@ def write_seed_result(run_dir, direction: str, seed: int, images: Dict[str, np.n
     d = seed_dir(run_dir, direction, seed)
     d.mkdir(parents=True, exist_ok=True)
     for name, im in images.items():
-        cli_utils.save_png(d / f"{name}.png", im)
+        files.save_png(d / f"{name}.png", im)
     if snapshots is not None and len(snapshots):
-        tmp = d / ".snapshots.npz.tmp"
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, images=np.asarray(snapshots, np.uint8),
-                                iterations=np.asarray(snapshot_iterations, np.int64))
-        tmp.replace(d / "snapshots.npz")
+        files.save_npz(d / "snapshots.npz", compressed=True, images=np.asarray(snapshots, np.uint8),
+                       iterations=np.asarray(snapshot_iterations, np.int64))
         if gif:
-            write_gif(d / "optimisation.gif", snapshots)
-    ckpt_io.write_json_atomic(d / "result.json", dict(result or {}, seed=int(seed), direction=direction))
+            files.write_gif(d / "optimisation.gif", snapshots)
+    files.write_json(d / "result.json", dict(result or {}, seed=int(seed), direction=direction))
     return d
-
-
-def write_gif(path, frames: Sequence[np.ndarray], duration_s: float = 0.15) -> None:
-    import imageio.v2 as imageio
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    imageio.mimsave(tmp, [np.asarray(f, np.uint8) for f in frames], duration=duration_s, loop=0)
-    tmp.replace(path)
 
 
 def run_directions(run: dict) -> List[str]:
@@ -89,7 +77,7 @@ def read_images(run_dir, direction: str, name: str, seeds: Iterable[int]) -> np.
     """One image set as float32 [N, H, W, 3] in [0, 1] (masks as [N, H, W])."""
     if name not in IMAGE_NAMES:
         raise ValueError(f"unknown image {name!r}; one of {IMAGE_NAMES}")
-    out = [cli_utils.read_image(seed_dir(run_dir, direction, s) / f"{name}.png") for s in seeds]
+    out = [files.read_image(seed_dir(run_dir, direction, s) / f"{name}.png") for s in seeds]
     return np.stack(out).astype(np.float32) / 255.0
 
 

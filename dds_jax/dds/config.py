@@ -11,8 +11,6 @@ resume check (:data:`RESUME_FIELDS`). Adding an option is one edit: a field of `
 """
 import dataclasses
 import difflib
-import pathlib
-import sys
 import typing
 
 import ml_collections
@@ -24,7 +22,8 @@ DDS_FIELDS = tuple(f.name for f in dataclasses.fields(opt.DDSConfig))
 # The fields outside DDSConfig that change a run's results: a resumed run must keep them (with
 # DDS_FIELDS); the others (output paths, batch size, checkpoint cadence, gif) may change.
 RUN_RESULT_FIELDS = ("source_ckpt", "target_ckpt", "segmenter_ckpt", "parts", "backbone_ckpt",
-                     "target_seed_offset", "init_seed", "chunk", "snapshot_every")
+                     "target_seed_offset", "init_seed", "chunk", "snapshot_every", "source_images",
+                     "target_images", "source_masks", "target_masks", "invert_steps", "invert_lr")
 RESUME_FIELDS = DDS_FIELDS + RUN_RESULT_FIELDS
 
 
@@ -44,7 +43,7 @@ def _dds_defaults():
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
 
-    # --- Models (directories written by convert/torch_to_flax.py or dds_jax.segment train).
+    # --- Models (directories written by convert/torch_to_flax.py or dds_jax.cli.segment train).
     # 'demo:<name>' names the tiny models shipped inside the package.
     c.source_ckpt = ""            # G_s, the source-domain generator (D_s)
     c.target_ckpt = ""            # G_t, the target-domain generator (D_t), same latent space
@@ -58,6 +57,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.first_seed = 0
     c.target_seed_offset = 1000   # paired=False: z_t from seed + target_seed_offset
     c.init_seed = 0               # PRNG seed of the random initial latent ẑ (paper footnote 3)
+
+    # --- Or the user's own images instead of seeds (dds_jax/dds/image_inputs.py): each is inverted into
+    # its generator (W+); one folder alone gives the other domain from the same latent, two folders
+    # pair images by file name. Problem i = the i-th image by name (RUN/<direction>/seed_<i>).
+    c.source_images = ""          # folder of source-domain images (the part comes from these)
+    c.target_images = ""          # folder of target-domain images (the same folder twice: both domains)
+    c.source_masks = ""           # folders of painted part masks (PNG per image, same name, white = part);
+    c.target_masks = ""           # "" = the segmenter on the inversions
+    c.invert_steps = 500          # Adam steps of each W+ inversion (pixel MSE)
+    c.invert_lr = 0.05
 
     # --- Optimisation: every field of dds_jax.dds.optimize.DDSConfig, with its default (see its
     # docstring): mode, direction, latent_space, init, paired, backbone, imagenet_normalize,
@@ -88,11 +97,15 @@ def dds_config(c) -> opt.DDSConfig:
 
 
 def select_seeds(c) -> list:
-    from dds_jax import cli_utils
+    """The problem indices of a run: seeds, or with own images 0 .. N-1 (one per image)."""
+    from dds_jax import files
+    from dds_jax.dds import image_inputs
+    if image_inputs.uses_images(c):
+        return list(range(len(image_inputs.names(c))))
     if c.num_seeds > 0:
         return list(range(c.first_seed, c.first_seed + c.num_seeds))
     try:
-        return cli_utils.parse_seeds(c.seeds)
+        return files.parse_seeds(c.seeds)
     except ValueError as e:
         raise ValueError(f"config.seeds: {e}") from None
 
@@ -121,51 +134,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.backbone != "generator" and not config.backbone_ckpt:
         raise ValueError(f"config.backbone_ckpt is empty: backbone {config.backbone!r} needs converted "
                          "torchvision weights (convert/torch_to_flax.py), or use backbone='generator'")
+    if (config.source_masks or config.target_masks) and not (config.source_images or config.target_images):
+        raise ValueError("config.source_masks / target_masks go with config.source_images / target_images")
+    if int(config.invert_steps) < 1:
+        raise ValueError(f"config.invert_steps must be >= 1, got {config.invert_steps}")
     select_seeds(config)
     try:
         dds_config(config).resolved()
     except (ValueError, TypeError) as e:
         raise ValueError(f"config: {e}") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line: --config=FILE[:arg] and --config.<field>=value, with one-line errors
-# --------------------------------------------------------------------------------------------------
-def _config_args(argv, flag: str):
-    """(config file arguments, override field names) found in ``argv``."""
-    files, fields = [], []
-    for i, a in enumerate(argv[1:], 1):
-        if a == f"--{flag}" and i + 1 < len(argv):
-            files.append(argv[i + 1])
-        elif a.startswith(f"--{flag}="):
-            files.append(a.split("=", 1)[1])
-        elif a.startswith(f"--{flag}."):
-            fields.append(a[len(flag) + 3:].split("=", 1)[0].split(".", 1)[0])
-    return files, fields
-
-
-def parse_flags(argv, flag: str = "config"):
-    """absl ``flags_parser`` for a CLI with a ``--config`` file flag: unknown fields (listing the valid
-    ones), a missing config file and unparsable values print ONE line and exit 2 (no traceback)."""
-    from absl import flags
-
-    def fail(msg):
-        print(f"error: {msg}", file=sys.stderr)
-        sys.exit(2)
-
-    files, fields = _config_args(argv, flag)
-    for f in files:
-        path = f.split(":", 1)[0]
-        if not pathlib.Path(path).is_file():
-            fail(f"config file not found: {path} (--{flag}={f}); pass one of configs/*.py")
-    valid = set(base_config().keys())
-    unknown = sorted(set(n for n in fields if n not in valid))
-    if unknown:
-        fail(unknown_field_message(unknown, valid))
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(str(e).splitlines()[0])
-    except Exception as e:         # a config file that fails to load or to take an override
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        fail(f"--{flag}: {type(e).__name__}: {lines[-1].strip() if lines else ''}")

@@ -1,0 +1,99 @@
+"""The one wrapper every program runs under: flags, then ``main``; a user error is one line and exit 2,
+Ctrl-C one line (with the command that resumes, where the program can resume) and exit 130."""
+import os
+import shlex
+import sys
+from typing import Callable, Optional
+
+from absl import app
+
+# What a program raises for bad input (a wrong flag value, a missing or corrupt file, a run that does
+# not match): every library error type derives from one of these (ConversionError, CorruptCheckpointError,
+# UploadError, NoResultsError are ValueErrors). FloatingPointError: a training run that diverged.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, FloatingPointError)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` and exit 2 (bad input; nothing to clean up)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def resume_command(argv, program: str, flag: str) -> str:
+    """The command that continues this run: the same arguments with ``flag`` (e.g. ``--resume``) added."""
+    name = flag.split("=", 1)[0]
+    args = [a for a in argv[1:] if not a.startswith(name)]
+    return " ".join([program] + [shlex.quote(a) for a in args] + [flag])
+
+
+def interrupted(hint: Optional[str], note: Optional[str] = None) -> None:
+    """Ctrl-C: one line, exit 130. Every output is written atomically, so nothing is half-written; we
+    leave without interpreter teardown, which can crash while XLA still runs the interrupted step."""
+    print("\ninterrupted" + (f"; resume with: {hint}" if hint else f"; {note}" if note else ""), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def run(main: Callable, define_flags: Optional[Callable] = None, flags_parser: Optional[Callable] = None,
+        resume: Optional[Callable] = None, interrupt_note: Optional[str] = None,
+        errors: tuple = USER_ERRORS) -> None:
+    """Define the program's flags (only now, so two programs never collide in one process) and run
+    ``main(argv)`` under absl. ``resume(argv) -> str`` names the command that continues an interrupted
+    run; ``interrupt_note`` is said instead where there is nothing to resume. ``errors``: the exception
+    types that are the user's (one line, exit 2)."""
+    if define_flags is not None:
+        define_flags()
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            interrupted(resume(sys.argv) if resume else None, interrupt_note)
+        except errors as e:
+            fail(str(e))
+
+    if flags_parser is None:
+        app.run(guarded)
+    else:
+        app.run(guarded, flags_parser=flags_parser)
+
+
+# --------------------------------------------------------------------------------------------------
+# --config=FILE[:arg] and --config.<field>=value, with one-line errors
+# --------------------------------------------------------------------------------------------------
+def _config_args(argv, flag: str):
+    """(config file arguments, override field names) found in ``argv``."""
+    files, fields = [], []
+    for i, a in enumerate(argv[1:], 1):
+        if a == f"--{flag}" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif a.startswith(f"--{flag}="):
+            files.append(a.split("=", 1)[1])
+        elif a.startswith(f"--{flag}."):
+            fields.append(a[len(flag) + 3:].split("=", 1)[0].split(".", 1)[0])
+    return files, fields
+
+
+def parse_config_flags(argv, flag: str = "config"):
+    """absl ``flags_parser`` for a program whose ``--config`` is a DDS experiment file: unknown fields
+    (listing the valid ones), a missing config file and unparsable values print ONE line and exit 2."""
+    from absl import flags
+    from dds_jax.dds import config as config_lib
+
+    files, fields = _config_args(argv, flag)
+    for f in files:
+        path = f.split(":", 1)[0]
+        if not os.path.isfile(path):
+            fail(f"config file not found: {path} (--{flag}={f}); pass one of configs/*.py")
+    valid = set(config_lib.base_config().keys())
+    unknown = sorted(set(n for n in fields if n not in valid))
+    if unknown:
+        fail(config_lib.unknown_field_message(unknown, valid))
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0])
+    except Exception as e:         # a config file that fails to load or to take an override
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        fail(f"--{flag}: {type(e).__name__}: {lines[-1].strip() if lines else ''}")

@@ -1,0 +1,49 @@
+"""Make the offline demo's models end to end (see dds_jax.demo.models for the stages).
+
+  python -m dds_jax.cli.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
+  python -m dds_jax.cli.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
+  python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+"""
+import json
+import pathlib
+
+from absl import flags, logging
+
+from dds_jax.cli import common
+from dds_jax.demo import models as demo_models
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
+    flags.DEFINE_string("out", None, "Where the final models go (default: WORK/export); pass the package's "
+                        "dds_jax/assets/demo to replace the shipped models.")
+    flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
+    flags.DEFINE_integer("adapt_steps", 1000, "Iterations of the sketch adaptation.")
+    flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
+    flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
+    flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
+    flags.DEFINE_string("photo", None, "An existing photo generator to adapt from (skips training one), "
+                        "e.g. dds_jax/assets/demo/photo.")
+
+
+def main(argv):
+    del argv
+    out = demo_models.output_folder(FLAGS.work, FLAGS.out)
+    if FLAGS.photo and not (pathlib.Path(FLAGS.photo) / "model.json").is_file():
+        raise ValueError(f"--photo={FLAGS.photo}: no model.json there; pass a dds-jax generator folder, "
+                         "e.g. dds_jax/assets/demo/photo")
+    report = demo_models.build(FLAGS.work, out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
+                               FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo)
+    logging.info("report: %s", report)
+    print(json.dumps(report["segmenter_iou"], indent=1))
+    print(f"demo models written to {out}")
+
+
+def run():
+    common.run(main, define_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,116 @@
+"""GAN inversion: the W+ latents whose images reproduce given images (pixel MSE, Adam), as one jitted
+``lax.scan``. Used to put rendered images, whose true part masks are known, into a generator's latent
+space: to label the one-shot segmenter's sample and to measure its IoU (``dds_jax.cli.demo_models``)."""
+import functools
+import hashlib
+import json
+import pathlib
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dds_jax import files, generation, ops
+from dds_jax.models import stylegan2 as sg
+
+
+@functools.lru_cache(maxsize=8)
+def _invert_fn(config: sg.GeneratorConfig, steps: int, lr: float):
+    G = sg.Generator(config)
+    tx = optax.adam(lr)
+
+    @jax.jit
+    def run(variables, targets, w_init):
+        def loss_fn(wplus):
+            images, _ = G.apply(variables, wplus, input_is_latent=True)
+            per_image = jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
+            return per_image.sum(), per_image          # images are independent: sum keeps each gradient
+
+        def body(carry, _):
+            wplus, opt = carry
+            (_, per_image), grads = jax.value_and_grad(loss_fn, has_aux=True)(wplus)
+            updates, opt = tx.update(grads, opt, wplus)
+            return (optax.apply_updates(wplus, updates), opt), per_image.mean()
+        (wplus, _), curve = jax.lax.scan(body, (w_init, tx.init(w_init)), None, length=steps)
+        images, features = G.apply(variables, wplus, input_is_latent=True)
+        return wplus, images, features, curve
+    return run
+
+
+def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, batch_size: int = 32):
+    """images: uint8 [N, H, W, 3] (or float in [-1, 1]) at the generator's resolution.
+
+    Starts every image at the mean w in all layers; optimises W+ against the pixel MSE with the
+    checkpoint's fixed noise. Returns (wplus [N, n_latent, D], reconstructions [N, H, W, 3] in [-1, 1],
+    features (list of [N, h, w, C]), per-image MSE [N]) as numpy arrays."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 127.5 - 1.0
+    size = gen.config.size
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise ValueError(f"images must be [N, {size}, {size}, 3] for this generator, got {images.shape}")
+    w_avg = jnp.asarray(generation.truncation_mean(gen))
+    run = _invert_fn(gen.config, int(steps), float(lr))
+
+    def invert_batch(chunk):
+        w0 = jnp.broadcast_to(w_avg, (len(chunk), gen.config.n_latent, w_avg.shape[-1]))
+        return run(gen.variables, jnp.asarray(chunk, jnp.float32), w0)[:3]
+    wplus, recon, feats = ops.map_batches(invert_batch, images, batch_size)
+    mse = np.mean((recon - images) ** 2, axis=(1, 2, 3))
+    return wplus, recon, feats, mse
+
+
+def fingerprint(variables) -> str:
+    """sha1 of a generator's weights: a cache made with other weights under the same name is not reused."""
+    h = hashlib.sha1()
+    for leaf in jax.tree_util.tree_leaves(variables):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+def invert_pair(gen_s, gen_t, source_images, target_images, steps: int, lr: float = 0.05,
+                cache: Optional[pathlib.Path] = None, key: Optional[dict] = None) -> dict:
+    """W+ inversions of source images into G_s and target images into G_t (uint8 [N, H, W, 3]). Either
+    may be None: then the other domain's latents are used for both (paired, the same W+ in G_s and G_t).
+
+    Returns {w_s, x_s, w_t, x_t (float [-1, 1]), mse_s, mse_t [N] (NaN for a domain not inverted),
+    feats_s, feats_t (lists of [N, h, w, C])}. With ``cache`` (an .npz path) and ``key`` (a JSON-able
+    description of the inputs), the latents of a finished inversion with the same key are reused
+    (images and features are re-rendered from them); the file is written atomically."""
+    if source_images is None and target_images is None:
+        raise ValueError("invert_pair needs source or target images")
+    key_text = json.dumps(key, sort_keys=True)
+    n = len(source_images if source_images is not None else target_images)
+    latents = None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == key_text and len(z["w_s"]) >= n:    # images are inverted independently
+                latents = {k: z[k][:n] for k in ("w_s", "w_t", "mse_s", "mse_t")}
+    if latents is None:
+        latents = {}
+        for tag, gen, images in (("s", gen_s, source_images), ("t", gen_t, target_images)):
+            if images is not None:
+                w, _, _, mse = invert(gen, images, steps=steps, lr=lr)
+                latents.update({f"w_{tag}": w, f"mse_{tag}": mse})
+        for tag, other in (("s", "t"), ("t", "s")):
+            if f"w_{tag}" not in latents:
+                latents.update({f"w_{tag}": latents[f"w_{other}"], f"mse_{tag}": np.full(n, np.nan, np.float32)})
+        if cache is not None:
+            files.save_npz(cache, key=key_text, **latents)
+    out = dict(latents)
+    for tag, gen in (("s", gen_s), ("t", gen_t)):
+        out[f"x_{tag}"], out[f"feats_{tag}"] = generation.render_wplus(gen, latents[f"w_{tag}"])
+    return out
+
+
+def inputs_from_inversions(inv: dict, cfg, seg_fn: Optional[Callable] = None, masks=None):
+    """DDS problems (:class:`optimize.Inputs`) of inverted images: masks given as ``(y_s, y_t)`` or by
+    the segmenter on each inversion, x_c of Eq. 1, and the W+ latents (the generator backbone and
+    init='input' need them)."""
+    from dds_jax.dds import optimize as opt
+    if masks is None:
+        masks = (seg_fn(jnp.asarray(inv["x_s"]), [jnp.asarray(f) for f in inv["feats_s"]]),
+                 seg_fn(jnp.asarray(inv["x_t"]), [jnp.asarray(f) for f in inv["feats_t"]]))
+    return opt.inputs_from_images(inv["x_s"], inv["x_t"], masks[0], masks[1], cfg, inv["w_s"], inv["w_t"])
