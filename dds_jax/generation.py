@@ -117,7 +117,8 @@ def sample_to_folder(ckpt, out, seeds=None, latents=None, truncation=1.0, n_mean
         seed_list = files.parse_seeds(seeds)
         z = files.z_from_seeds(seed_list, gen.config.style_dim)
         names = [f"seed_{s}" for s in seed_list]
-    key, noise_key = jax.random.split(jax.random.PRNGKey(noise_seed))
+    key = jax.random.PRNGKey(noise_seed)        # the truncation centre: the same key as main / segment
+    noise_key = jax.random.fold_in(key, 1)
     w_avg = truncation_mean(gen, key, n_mean) if truncation < 1 else None
     images = generate(gen, z, truncation, w_avg, batch_size, noise, noise_key, features=False)
     out = pathlib.Path(out)

@@ -23,9 +23,13 @@ def test_shipped_pair_and_segmenter_fit_together():
     seg = segmentation.load_segmenter(DEMO_DIR / "segmenter")
     segmentation.check_compatible(photo.config, seg)
     assert seg.parts == list(render.PARTS[1:])
-    # Few-shot adaptation changed the weights but kept the architecture (and the zero noise inputs).
-    assert not np.array_equal(photo.variables["params"]["synthesis"]["const"],
-                              sketch.variables["params"]["synthesis"]["const"])
+    # Few-shot adaptation changed the 32x32 layers, kept the frozen ones (demo_models.ADAPT_TRAIN: mapping
+    # and synthesis up to 16x16), the architecture and the zero noise inputs.
+    p, q = photo.variables["params"], sketch.variables["params"]
+    for name in ("convs_4", "convs_5", "to_rgbs_2"):
+        assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p["synthesis"][name]),
+                                                            jax.tree_util.tree_leaves(q["synthesis"][name])))
+    np.testing.assert_array_equal(p["synthesis"]["const"], q["synthesis"]["const"])
     for gen in (photo, sketch):
         assert all(not np.any(b) for b in jax.tree_util.tree_leaves(gen.variables["buffers"]))
 
@@ -57,8 +61,8 @@ def test_cli_help():
     assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the shipped sketch generator is collapsed (retrieval 20/64); "
-                   "remove this mark when the retrained pair is shipped")
+@pytest.mark.xfail(strict=True, reason="issue 13: the shipped pair corresponds only in part (retrieval 45/64, "
+                   "11/16 on these seeds; goal >= 90 %); remove this mark when a better pair is shipped")
 def test_shipped_pair_is_diverse_and_corresponds():
     """A collapsed sketch generator (issue 13: every seed the same head) fails both measures. 16 seeds =
     2 groups of 8; rendered pairs of the same faces score 16/16 on the retrieval, chance is 2/16."""

@@ -204,6 +204,59 @@ def test_cdc_loss_hand_example():
     assert float(losses.cdc_loss([src], [src], jnp.zeros(3, jnp.int32))) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_cdc_loss_temperature():
+    # The hand example at temperature T: the cosines are divided by T before the softmax.
+    src = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32).reshape(3, 1, 1, 2)
+    tgt = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32).reshape(3, 1, 1, 2)
+    r, t = 1 / math.sqrt(2), 0.1
+
+    def softmax2(a, b):
+        a, b = a / t, b / t
+        return [math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b))]
+    p_s = [softmax2(0, r), softmax2(0, r), softmax2(r, r)]
+    p_t = [softmax2(1, 0), softmax2(1, 0), softmax2(0, 0)]
+    kl = sum(ps * (math.log(ps) - math.log(pt)) for rs, rt in zip(p_s, p_t) for ps, pt in zip(rs, rt)) / 6
+    got = float(losses.cdc_loss([src], [tgt], jnp.zeros(3, jnp.int32), weight=1.0, temperature=t))
+    assert got == pytest.approx(kl, rel=1e-4)
+    # Features of a narrow cosine band (all near 1, like the generator's): a collapse of the target
+    # (every sample the same) barely moves the released loss but is seen at a small temperature.
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.standard_normal((1, 2, 2, 8))).astype(np.float32) + 1.0
+    f_src = base + 0.3 * np.abs(rng.standard_normal((4, 2, 2, 8))).astype(np.float32)
+    f_tgt = base + 0.01 * np.abs(rng.standard_normal((4, 2, 2, 8))).astype(np.float32)
+    idx = jnp.zeros(4, jnp.int32)
+    released = float(losses.cdc_loss([f_src], [f_tgt], idx, weight=1.0))
+    sharp = float(losses.cdc_loss([f_src], [f_tgt], idx, weight=1.0, temperature=0.05))
+    assert sharp > 100 * released
+    with pytest.raises(ValueError):
+        trainer.TrainConfig.few_shot(cdc_temperature=0.0)
+
+
+def test_frozen_generator_layers_keep_the_source_weights():
+    cfg = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
+                                       feat_const_batch=3, n_anchors=3, freeze_mapping=True, freeze_res=8)
+    models = trainer.Models(G16, D16)
+    state = trainer.init_state(models, cfg, jax.random.PRNGKey(0))
+    before = jax.device_get(state.g)
+    buffers = _buffers()
+    source = _fresh({"params": state.g, "buffers": buffers})
+    step = trainer.make_train_step(models, cfg)
+    for i in range(2):
+        state, _ = step(state, jnp.asarray(_reals(cfg.batch, seed=i)), buffers, source)
+    after = jax.device_get(state.g)
+    frozen = ["const", "conv1", "convs_0", "convs_1"]           # up to 8x8 (G16: convs_2/3 are 16x16)
+    for name in frozen:
+        for a, b in zip(jax.tree_util.tree_leaves(before["synthesis"][name]),
+                        jax.tree_util.tree_leaves(after["synthesis"][name])):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(jax.tree_util.tree_leaves(before["mapping"]), jax.tree_util.tree_leaves(after["mapping"])):
+        np.testing.assert_array_equal(a, b)
+    for name in ("convs_2", "convs_3", "to_rgb1", "to_rgbs_0", "to_rgbs_1"):
+        assert any(not np.array_equal(a, b) for a, b in zip(
+            jax.tree_util.tree_leaves(before["synthesis"][name]),
+            jax.tree_util.tree_leaves(after["synthesis"][name]))), name
+
+
 # ------------------------------------------------------------------------------------------------
 # Adaptation end to end, errors, resume
 # ------------------------------------------------------------------------------------------------

@@ -77,9 +77,7 @@ def _cli(args, cwd=ROOT):
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("problem", ["unreadable", "16-bit", "tiny", "unmatched"])
-def test_bad_images_are_named_and_leave_nothing(tmp_path, problem):
-    src, tgt, _ = _folders(tmp_path, n=2)
+def _break(tgt, problem):
     bad = tgt / "face_1.png"
     if problem == "unreadable":
         bad.write_bytes(b"not a png")
@@ -89,15 +87,29 @@ def test_bad_images_are_named_and_leave_nothing(tmp_path, problem):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(bad)
     else:
         os.rename(bad, tgt / "other.png")
+    return {"unreadable": "face_1.png: unreadable image", "16-bit": "face_1.png: image mode",
+            "tiny": "face_1.png: 4x4 pixels is too small", "unmatched": "unmatched: face_1, other"}[problem]
+
+
+def test_bad_image_cli_is_one_line_and_leaves_nothing(tmp_path):
+    src, tgt, _ = _folders(tmp_path, n=2)
+    expect = _break(tgt, "unreadable")
     out = tmp_path / "run"
     r = _cli([f"--config.source_images={src}", f"--config.target_images={tgt}", f"--config.output_dir={out}"])
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    expect = {"unreadable": "face_1.png: unreadable image", "16-bit": "face_1.png: image mode",
-              "tiny": "face_1.png: 4x4 pixels is too small", "unmatched": "unmatched: face_1, other"}[problem]
-    assert expect in lines[0], lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines
     assert not out.exists()
+
+
+@pytest.mark.parametrize("problem", ["16-bit", "tiny", "unmatched"])
+def test_bad_images_are_named_and_leave_nothing(tmp_path, problem):
+    src, tgt, _ = _folders(tmp_path, n=2)
+    expect = _break(tgt, problem)
+    c = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt))
+    with pytest.raises(ValueError, match=expect.replace("(", r"\(")):
+        pipeline.run_dds(c)
+    assert not (tmp_path / "run").exists()
 
 
 def test_image_paths_pair_by_name(tmp_path):

@@ -4,6 +4,12 @@ second generator of a dual-domain pair from ~10 images of the new domain (see dd
   python -m dds_jax.cli.adapt --source=ckpt/ffhq --images=my_10_sketches/ --out=runs/sketch
   python -m dds_jax.cli.adapt --source=ckpt/ffhq --source_d=ckpt/ffhq_d --images=... --out=... --steps=5000
   python -m dds_jax.cli.adapt --source=... --images=... --out=runs/sketch --resume
+  python -m dds_jax.cli.adapt --source=... --images=... --out=... --freeze_mapping --freeze_res=16 \
+      --patch_res=16 --ema_decay=0.99 --steps=800       # small (32x32) generators: the demo's recipe
+
+``--freeze_mapping`` / ``--freeze_res=R`` keep the mapping network and the synthesis layers up to RxR
+at the source's weights (the latent -> pose/geometry map stays the source's, so the pair keeps its
+correspondence; only the finer convolutions and the ToRGB layers learn the new domain's look).
 
 OUT/generator is a dds-jax generator that every other command accepts
 (e.g. ``--config.target_ckpt=runs/sketch/generator``).
@@ -20,6 +26,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     train_flags.define_training_flags(trainer.TrainConfig.few_shot(), steps=5000, checkpoint_every=1000,
                                       sample_every=500)
+    flags.adopt_module_key_flags(train_flags)       # --help lists the training flags too
     flags.DEFINE_string("source", None, "The source generator (a dds-jax stylegan2 model directory).")
     flags.DEFINE_string("source_d", None, "The source discriminator (dds-jax model directory); random if unset.")
     flags.DEFINE_string("images", None, "Folder with the few (>= 2, typically 10) images of the new domain.")

@@ -22,6 +22,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     train_flags.define_training_flags(trainer.TrainConfig(), steps=10000, checkpoint_every=1000, sample_every=500)
+    flags.adopt_module_key_flags(train_flags)       # --help lists the training flags too
     flags.DEFINE_string("data", "render:photo", "render:photo, render:sketch, or a folder of images.")
     flags.DEFINE_integer("size", 32, "Image resolution (power of two).")
     flags.DEFINE_integer("style_dim", 64, "Latent / style dimension.")

@@ -397,6 +397,22 @@ def _single_synth(models: DDSModels, cfg: DDSConfig, params, latent, t2s):
     return _select(use_s, out_s, out_t)
 
 
+def role_images(models: DDSModels, cfg: DDSConfig, params, latent, noises, t2s):
+    """(I_a, features_a, I_b, features_b) of ``latent``: the images the terms compare in the source role
+    (a) and the target role (b); I_b is x̂. paper: G_s(ẑ) and G_t(ẑ), swapped for t2s; reference: ONE
+    image G_s(ẑ, noise=noises) in both roles (the released loop); target / source: one image of the
+    target-role / source-role generator in both roles (the same object, so its features are computed once)."""
+    if cfg.mode == "reference":
+        img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
+        return img, f, img, f
+    if cfg.mode in SINGLE_GENERATOR_MODES:
+        img, f = _single_synth(models, cfg, params, latent, t2s)
+        return img, f, img, f
+    i_s, f_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
+    i_t, f_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
+    return _select(t2s, i_t, i_s), _select(t2s, f_t, f_s), _select(t2s, i_s, i_t), _select(t2s, f_s, f_t)
+
+
 def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp: Inputs, tgt):
     """(loss, (terms, x̂ [H, W, 3])) of one problem at ``latent``.
 
@@ -405,27 +421,12 @@ def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp:
     optimises the SOURCE generator; its result is an image of G_s). target / source: x̂ = the
     target-role / source-role generator's image (fixed noise) for every term.
     """
-    gen = models.backbone == GENERATOR
-    if cfg.mode == "reference" or cfg.mode in SINGLE_GENERATOR_MODES:
-        if cfg.mode == "reference":
-            img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
-        else:
-            img, f = _single_synth(models, cfg, params, latent, inp.t2s)
-        feats = f if gen else _image_features(models, cfg, params, img)
-        img_a = img_b = result = img
-        feats_a = feats_b = feats
-    else:
-        i_s, f_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
-        i_t, f_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
-        img_a, img_b = _select(inp.t2s, i_t, i_s), _select(inp.t2s, i_s, i_t)
-        if gen:
-            feats_a, feats_b = _select(inp.t2s, f_t, f_s), _select(inp.t2s, f_s, f_t)
-        else:
-            feats_a = _image_features(models, cfg, params, img_a)
-            feats_b = _image_features(models, cfg, params, img_b)
-        result = img_b
+    img_a, feats_a, img_b, feats_b = role_images(models, cfg, params, latent, noises, inp.t2s)
+    if models.backbone != GENERATOR:
+        feats_a = _image_features(models, cfg, params, img_a)
+        feats_b = feats_a if img_b is img_a else _image_features(models, cfg, params, img_b)
     terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.mode, cfg.weights)
-    return terms["loss"], (terms, result[0])
+    return terms["loss"], (terms, img_b[0])
 
 
 def normalize_noise(noise):
@@ -592,13 +593,8 @@ def _render_fn(statics, cfg: DDSConfig):
     @jax.jit
     def render(params, state: State, inputs: Inputs):
         def one(latent, noises, t2s):
-            if cfg.mode == "reference":
-                return {"result": _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)[0][0]}
-            if cfg.mode in SINGLE_GENERATOR_MODES:
-                return {"result": _single_synth(models, cfg, params, latent, t2s)[0][0]}
-            i_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)[0][0]
-            i_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)[0][0]
-            return {"result": jnp.where(t2s, i_s, i_t), "other": jnp.where(t2s, i_t, i_s)}
+            img_a, _, img_b, _ = role_images(models, cfg, params, latent, noises, t2s)
+            return {"result": img_b[0]} if img_a is img_b else {"result": img_b[0], "other": img_a[0]}
         return jax.vmap(one)(state.latent, state.noises, inputs.t2s)
     return render
 

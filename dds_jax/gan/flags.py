@@ -9,7 +9,8 @@ from dds_jax.gan import trainer
 
 FLAGS = flags.FLAGS
 
-ADAPT_FIELDS = ("kl_weight", "feat_const_batch", "subspace_freq", "subspace_std", "n_anchors")
+ADAPT_FIELDS = ("kl_weight", "feat_const_batch", "subspace_freq", "subspace_std", "n_anchors",
+                "cdc_temperature", "freeze_mapping", "freeze_res")
 HELP = {
     "batch": "Images per iteration.",
     "lr": "Adam learning rate (before the lazy-regularisation correction).",
@@ -27,6 +28,9 @@ HELP = {
     "subspace_freq": "Every N-th iteration samples near the anchors with an image-level D loss.",
     "subspace_std": "Std-dev of the anchor regions.",
     "n_anchors": "Number of anchor latents (the released n_train).",
+    "cdc_temperature": "Softmax temperature of the CDC similarity distributions (1 = released).",
+    "freeze_mapping": "Keep the source's mapping network.",
+    "freeze_res": "Keep the source's synthesis layers up to this resolution (0 = train all).",
 }
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 

@@ -57,15 +57,16 @@ def cosine_similarity_matrix(features, eps: float = 1e-8):
     return dots / jnp.maximum(norms[:, None] * norms[None, :], eps)
 
 
-def similarity_distributions(features, eps: float = 1e-8):
-    """Per anchor i: softmax over j != i of cos(f_i, f_j). [N, ...] -> [N, N-1]."""
+def similarity_distributions(features, eps: float = 1e-8, temperature: float = 1.0):
+    """Per anchor i: softmax over j != i of cos(f_i, f_j) / temperature. [N, ...] -> [N, N-1]."""
     n = features.shape[0]
     sims = cosine_similarity_matrix(features, eps)
     off = sims[np.arange(n)[:, None], _off_diagonal_index(n)]
-    return jax.nn.softmax(off, axis=1)
+    return jax.nn.softmax(off / temperature, axis=1)
 
 
-def cdc_loss(source_features: Sequence, target_features: Sequence, layer_index, weight: float = 1000.0):
+def cdc_loss(source_features: Sequence, target_features: Sequence, layer_index, weight: float = 1000.0,
+             temperature: float = 1.0):
     """Cross-domain distance-consistency loss.
 
     ``source_features`` / ``target_features``: per generator layer, [N, h, w, C] features of the same N
@@ -73,11 +74,17 @@ def cdc_loss(source_features: Sequence, target_features: Sequence, layer_index, 
     other N-1 samples' at layer ``layer_index[i]`` (random per anchor in the original). The loss is
     ``weight * KLDivLoss(log p_target, p_source)`` with PyTorch's default 'mean' reduction, i.e. the
     mean over the N x (N-1) entries of p_s * (log p_s - log p_t).
+
+    ``temperature`` divides the cosines before the softmax (1 = the released loss). Cosines of
+    generator features lie in a narrow band (all near 1 when the features are mostly positive), so at
+    temperature 1 both distributions are close to uniform whatever the generator does and the loss
+    barely reacts to a collapse; a small temperature (e.g. 0.05) spreads them.
     """
     layer_index = jnp.asarray(layer_index)
     n = layer_index.shape[0]
-    p_src = jnp.stack([similarity_distributions(f) for f in source_features])   # [L, N, N-1]
-    p_tgt = jnp.stack([similarity_distributions(f) for f in target_features])
+    p_src = jnp.stack([similarity_distributions(f, temperature=temperature)
+                       for f in source_features])                                # [L, N, N-1]
+    p_tgt = jnp.stack([similarity_distributions(f, temperature=temperature) for f in target_features])
     rows = jnp.arange(n)
     p_src = jax.lax.stop_gradient(p_src[layer_index, rows])                      # [N, N-1]
     p_tgt = p_tgt[layer_index, rows]

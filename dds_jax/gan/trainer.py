@@ -63,11 +63,16 @@ class TrainConfig:
     subspace_freq: int = 4
     subspace_std: float = 0.1
     n_anchors: int = 10
+    cdc_temperature: float = 1.0     # softmax temperature of the CDC similarity distributions (1 = released)
+    freeze_mapping: bool = False     # keep the mapping network at the source's weights
+    freeze_res: int = 0              # keep the synthesis layers up to this resolution (const, convs) frozen
 
     def __post_init__(self):
         aug.parse_policy(self.augment)
         if self.batch < 1 or self.d_reg_every < 1 or self.g_reg_every < 1 or self.subspace_freq < 1:
             raise ValueError("batch, d_reg_every, g_reg_every and subspace_freq must be >= 1")
+        if self.cdc_temperature <= 0:
+            raise ValueError("cdc_temperature must be > 0")
         if self.adapt and self.feat_const_batch < 2:
             raise ValueError("the CDC loss compares samples: feat_const_batch must be >= 2")
 
@@ -101,6 +106,38 @@ def lazy_adam(lr: float, reg_every: int) -> optax.GradientTransformation:
     return optax.adam(lr * c, b1=0.0 ** c, b2=0.99 ** c, eps=1e-8)
 
 
+def frozen_g_param(path, cfg: TrainConfig) -> bool:
+    """Whether the generator parameter at ``path`` (a tuple of names) stays at its initial weights:
+    the mapping network with ``freeze_mapping``; the constant input and the styled convolutions of the
+    synthesis up to ``freeze_res`` (``conv1`` at 4, ``convs_{2l}`` / ``convs_{2l+1}`` at 2 ** (l + 3)).
+    The ToRGB layers always train (they only map features to colours)."""
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    if not names:
+        return False
+    if names[0] == "mapping":
+        return cfg.freeze_mapping
+    if names[0] != "synthesis" or len(names) < 2 or cfg.freeze_res < 4:
+        return False
+    layer = names[1]
+    if layer in ("const", "conv1"):
+        return True
+    if layer.startswith("convs_"):
+        return 2 ** (int(layer.split("_")[1]) // 2 + 3) <= cfg.freeze_res
+    return False
+
+
+def g_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """The generator's lazy Adam; the frozen parameters (``frozen_g_param``) get no update."""
+    tx = lazy_adam(cfg.lr, cfg.g_reg_every)
+    if not (cfg.freeze_mapping or cfg.freeze_res >= 4):
+        return tx
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if frozen_g_param(path, cfg) else "train", params)
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
 @dataclasses.dataclass(frozen=True)
 class Models:
     g_config: sg.GeneratorConfig
@@ -129,7 +166,7 @@ def init_state(models: Models, cfg: TrainConfig, key, g_params=None, d_params=No
     d_params = jax.tree_util.tree_map(jnp.asarray, d_params)
     n_anchors = cfg.n_anchors if cfg.adapt else 1
     anchors = jax.random.normal(k_anchor, (n_anchors, models.g_config.style_dim))
-    g_tx, d_tx = lazy_adam(cfg.lr, cfg.g_reg_every), lazy_adam(cfg.lr, cfg.d_reg_every)
+    g_tx, d_tx = g_optimizer(cfg), lazy_adam(cfg.lr, cfg.d_reg_every)
     state = TrainState(step=jnp.zeros((), jnp.int32), key=k_train, g=g_params, d=d_params,
                        g_ema=g_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params),
                        mean_path_length=jnp.zeros((), jnp.float32), anchors=anchors)
@@ -175,7 +212,7 @@ def make_train_step(models: Models, cfg: TrainConfig):
     variables for the CDC term (``None`` when training from scratch). The state is donated."""
     G, D = models.generator, models.discriminator
     policy = aug.parse_policy(cfg.augment)
-    g_tx, d_tx = lazy_adam(cfg.lr, cfg.g_reg_every), lazy_adam(cfg.lr, cfg.d_reg_every)
+    g_tx, d_tx = g_optimizer(cfg), lazy_adam(cfg.lr, cfg.d_reg_every)
     n_latent = models.g_config.n_latent
 
     def augment(x, key):
@@ -274,7 +311,7 @@ def make_train_step(models: Models, cfg: TrainConfig):
             _, f_tgt = synthesize(g, buffers, sg.to_wplus(wz, n_latent), k_cn)
             ws = G.apply(source, z, method=sg.Generator.style)
             _, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
-            cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight)
+            cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight, cfg.cdc_temperature)
             return adv + cdc, (adv, cdc)
         (g_loss, (g_adv_value, cdc)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
         upd, g_opt = g_tx.update(grads, state.g_opt, state.g)

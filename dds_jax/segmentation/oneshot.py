@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dds_jax import checkpoint, generation
+from dds_jax import checkpoint, generation, ops
 from dds_jax.models import segmenter as seg_model
 from dds_jax.models import stylegan2 as sg
 
@@ -273,6 +273,6 @@ def iou_per_class(predicted, truth, n_class: int) -> np.ndarray:
 def predict(seg: Segmenter, features, image_size: int, batch_size: int = 32) -> np.ndarray:
     """Class map [N, H, W] (argmax of the logits) from generator features (list of [N, h, w, C])."""
     fn = jax.jit(lambda f: jnp.argmax(seg.logits(f, (image_size, image_size)), axis=-1))
-    n = len(features[0])
-    return np.concatenate([np.asarray(fn([jnp.asarray(f[i:i + batch_size]) for f in features]))
-                           for i in range(0, n, batch_size)])
+    features = [np.asarray(f) for f in features]
+    return ops.map_batches(lambda idx: fn([jnp.asarray(f[idx]) for f in features]),
+                           np.arange(len(features[0])), batch_size)
