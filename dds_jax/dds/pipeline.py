@@ -29,9 +29,6 @@ from dds_jax.dds.config import RESUME_FIELDS, dds_config, select_seeds, validate
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
 
-DEMO_DIR = ckpt_io.DEMO_DIR
-resolve_model_path = ckpt_io.resolve_model_path
-
 
 class NoResultsError(ValueError):
     """A run in which no seed could be optimised (every mask empty, every problem non-finite)."""
@@ -48,17 +45,17 @@ def load_models(c: ml_collections.ConfigDict):
     ``latent_avg``, else the same ``truncation_mean``-z estimate as ``sample`` and ``segment``), so
     seed N is the same image in every command."""
     from dds_jax.segmentation import oneshot as segmentation
-    gen_s = sg.load_generator(resolve_model_path(c.source_ckpt))
-    gen_t = sg.load_generator(resolve_model_path(c.target_ckpt))
+    gen_s = sg.load_generator(ckpt_io.resolve_model_path(c.source_ckpt))
+    gen_t = sg.load_generator(ckpt_io.resolve_model_path(c.target_ckpt))
     backbone_params = None
     if c.backbone != "generator":
-        backbone_params = ckpt_io.load_model(resolve_model_path(c.backbone_ckpt), expect_kind=c.backbone).params
+        backbone_params = ckpt_io.load_model(ckpt_io.resolve_model_path(c.backbone_ckpt), expect_kind=c.backbone).params
     dcfg = dds_config(c).resolved()
     models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
     avgs = tuple(None if t >= 1 else generation.truncation_mean(g, jax.random.PRNGKey(0), dcfg.truncation_mean)
                  for g, t in ((gen_s, dcfg.truncation_source), (gen_t, dcfg.truncation_target)))
     models = dataclasses.replace(models, latent_avgs=avgs)
-    seg = segmentation.load_segmenter(resolve_model_path(c.segmenter_ckpt))
+    seg = segmentation.load_segmenter(ckpt_io.resolve_model_path(c.segmenter_ckpt))
     for gen, name in ((gen_s, "source"), (gen_t, "target")):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.parts, seg)

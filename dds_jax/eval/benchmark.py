@@ -241,17 +241,16 @@ def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress
 # --------------------------------------------------------------------------------------------------
 def load(c):
     """(DDSModels, seg_fn, segmenter parts) of the config's checkpoints."""
-    from dds_jax.dds import pipeline
     from dds_jax.segmentation import oneshot as segmentation
     from dds_jax.models import stylegan2 as sg
-    gen_s = sg.load_generator(pipeline.resolve_model_path(c.source_ckpt))
-    gen_t = sg.load_generator(pipeline.resolve_model_path(c.target_ckpt))
+    gen_s = sg.load_generator(ckpt_io.resolve_model_path(c.source_ckpt))
+    gen_t = sg.load_generator(ckpt_io.resolve_model_path(c.target_ckpt))
     backbone_params = None
     if c.backbone != "generator":
-        backbone_params = ckpt_io.load_model(pipeline.resolve_model_path(c.backbone_ckpt),
+        backbone_params = ckpt_io.load_model(ckpt_io.resolve_model_path(c.backbone_ckpt),
                                              expect_kind=c.backbone).params
     models = opt.DDSModels.create(gen_s, gen_t, c.backbone, backbone_params)
-    seg = segmentation.load_segmenter(pipeline.resolve_model_path(c.segmenter_ckpt))
+    seg = segmentation.load_segmenter(ckpt_io.resolve_model_path(c.segmenter_ckpt))
     for gen in (gen_s, gen_t):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.part, seg)
