@@ -12,8 +12,8 @@ memory (XLA's memory_analysis: arguments + outputs + temporaries; on a GPU also 
 and the achieved FLOP/s (XLA's cost_analysis FLOPs of the chunk / its wall time) next to a plain float32
 matmul on the same machine, as a Markdown table for BENCHMARKS.md.
 
-``--precisions`` / ``--remat`` set the generators' ``precision`` / ``remat`` options (and the backbone's
-convolution precision) for this process only.
+``--precisions`` / ``--remat`` set DDSConfig's ``precision`` / ``remat`` fields (the generators' and the
+backbone's convolutions; generator rematerialisation), as ``--config.precision`` / ``--config.remat`` do.
 """
 import platform
 import time
@@ -36,7 +36,7 @@ flags.DEFINE_integer("repeats", 2, "Timed chunks per configuration (after the co
 flags.DEFINE_string("mode", "paper", "paper | reference")
 flags.DEFINE_string("precisions", "float32", f"Comma-separated generator precisions: {tuple(ops.PRECISIONS)}.")
 flags.DEFINE_string("other_batches", None, "Batches for the precisions after the first (default: --batches).")
-flags.DEFINE_string("remat", None, f"Generator remat option {sg.REMAT}; default: the Generator's default.")
+flags.DEFINE_string("remat", None, f"Generator remat option {sg.REMAT}; default: DDSConfig's.")
 flags.DEFINE_bool("memory_only", False, "Compile only: memory analysis and FLOPs, no timing.")
 flags.DEFINE_float("time_budget", 0, "Seconds; skip the configurations that would start after it (0: none).")
 
@@ -50,20 +50,6 @@ def _models(size, backbone):
         from dds_jax.models import backbones
         params = backbones.random_params(backbone, seed=2)
     return opt.DDSModels.create(gen_s, gen_t, backbone, params)
-
-
-def use_options(precision: str, remat=None):
-    """Benchmark-only: make the DDS step build its generators (and backbone) with these options."""
-    kw = {"precision": precision}
-    if remat is not None:
-        kw["remat"] = remat
-    opt.DDSModels.gen_s = property(lambda self: sg.Generator(self.config_s, **kw))
-    opt.DDSModels.gen_t = property(lambda self: sg.Generator(self.config_t, **kw))
-    from dds_jax.models import backbones
-    opt.backbone_features = lambda name, params, images, imagenet_normalize=False: backbones.extract(
-        name, params, images, imagenet_normalize=imagenet_normalize,
-        precision=ops.precision_spec(precision).conv)
-    opt._chunk_fn.cache_clear()   # compiled chunks are cached by architecture, not by these options
 
 
 def bench(models, cfg, batch, chunk, repeats, memory_only=False):
@@ -134,9 +120,8 @@ def main(argv):
     del argv
     start = time.perf_counter()
     models = _models(FLAGS.size, FLAGS.backbone)
-    cfg = opt.DDSConfig(mode=FLAGS.mode, backbone=FLAGS.backbone).resolved()
     dev = jax.devices()[0]
-    remat = FLAGS.remat or getattr(sg.Generator, "remat", "none")
+    remat = FLAGS.remat or opt.DDSConfig.remat
     print(f"# DDS {FLAGS.mode} mode, generators {FLAGS.size}x{FLAGS.size} config-f, backbone {FLAGS.backbone}, "
           f"generator remat {remat!r}, {len(jax.devices())} x {dev.platform} ({dev.device_kind}), "
           f"{platform.machine()}, jax {jax.__version__}")
@@ -149,7 +134,8 @@ def main(argv):
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     last = 0.0
     for i, precision in enumerate(FLAGS.precisions.split(",")):
-        use_options(precision, FLAGS.remat)
+        cfg = opt.DDSConfig(mode=FLAGS.mode, backbone=FLAGS.backbone, precision=precision,
+                            remat=remat).resolved()
         batches = FLAGS.other_batches if i and FLAGS.other_batches else FLAGS.batches
         for batch in (int(b) for b in batches.split(",")):
             elapsed = time.perf_counter() - start

@@ -99,6 +99,76 @@ def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain_conv(x, kernel, padding, precision, preferred_element_type):
+    unpadded = all(p == 0 for pair in padding for p in pair) and min(kernel.shape[:2]) > 1
+    if unpadded:   # XLA:CPU runs VALID k x k (k > 1) convolutions ~3x slower than padded ones (BENCHMARKS.md)
+        padding = ((1, 0), (1, 0))
+    y = lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_NHWC, precision=precision,
+                                 preferred_element_type=preferred_element_type)
+    return y[:, 1:, 1:] if unpadded else y
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x, kernel, padding, precision, preferred_element_type):
+    return _plain_conv(x, kernel, padding, precision, preferred_element_type)
+
+
+def _conv2d_fwd(x, kernel, padding, precision, preferred_element_type):
+    return _plain_conv(x, kernel, padding, precision, preferred_element_type), (x, kernel)
+
+
+def _conv2d_bwd(padding, precision, preferred_element_type, res, g):
+    x, kernel = res
+    kh, kw = kernel.shape[:2]
+    # Input gradient = correlation of g with the flipped kernel, in / out swapped, written as an ordinary
+    # HWIO convolution (same numbers as JAX's own transpose rule).
+    flipped = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3).astype(x.dtype)
+    pad = [(kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1])]
+    dx = _plain_conv(g.astype(x.dtype), flipped, pad, precision, None).astype(x.dtype)
+    # Kernel gradient: JAX's rule (the primal convolution of this vjp is dead code, XLA drops it; so is
+    # the whole kernel gradient where nothing uses it, e.g. the DDS step).
+    _, kernel_vjp = jax.vjp(lambda k_: _plain_conv(x, k_, padding, precision, preferred_element_type), kernel)
+    return dx, kernel_vjp(g)[0]
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def conv2d(x, kernel, padding, precision=None, preferred_element_type=None):
+    """Stride-1 ``F.conv2d`` (cross-correlation) on NHWC / HWIO with ``padding`` [(lo, hi), (lo, hi)].
+
+    Same values and gradients as ``lax.conv_general_dilated``, but the input gradient is an ordinary
+    convolution with an explicitly flipped HWIO kernel. Why: inside a ``lax.scan`` / ``while`` body (the
+    DDS chunk, inversion) XLA's CPU backend keeps JAX's transposed-kernel form (``01oi``), which misses the
+    fast convolution path: VGG16 input gradients ran 3.4x slower in a loop than unrolled (BENCHMARKS.md).
+    """
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    kh, kw = kernel.shape[:2]
+    if any(p > k - 1 for (lo, hi), k in zip(padding, (kh, kw)) for p in (lo, hi)):
+        return _plain_conv(x, kernel, padding, precision, preferred_element_type)   # negative-pad transpose
+    return _conv2d(x, kernel, padding, precision, preferred_element_type)
+
+
+def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                              precision=None, preferred_element_type=None):
+    """``lax.conv_general_dilated`` for ``flax.linen.Conv(conv_general_dilated=...)``: the plain stride-1
+    NHWC / HWIO case goes through :func:`conv2d`, anything else straight to lax."""
+    plain = (all(s == 1 for s in window_strides) and not isinstance(padding, str)
+             and all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
+             and feature_group_count == 1 and batch_group_count == 1 and lhs.ndim == 4
+             and tuple(getattr(dimension_numbers, "lhs_spec", None) or ()) == (0, 3, 1, 2)
+             and tuple(getattr(dimension_numbers, "rhs_spec", None) or ()) == (3, 2, 0, 1))
+    if plain:
+        return conv2d(lhs, rhs, padding, precision, preferred_element_type)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    dimension_numbers, feature_group_count, batch_group_count, precision,
+                                    preferred_element_type)
+
+
 def conv_transpose_stride2(x, kernel, precision=None, preferred_element_type=None):
     """torch ``conv_transpose2d(x, kernel, stride=2, padding=0)`` on NHWC / HWIO ([k, k, in, out]).
 
@@ -119,9 +189,8 @@ def conv_transpose_stride2(x, kernel, precision=None, preferred_element_type=Non
             if ka == 0 or kb == 0:                            # k = 1: odd phases get no tap
                 row.append(jnp.zeros((n,) + half + (kernel.shape[-1],), preferred_element_type or x.dtype))
                 continue
-            y = lax.conv_general_dilated(x, sub.astype(x.dtype), (1, 1), [(ka - 1, ka - 1), (kb - 1, kb - 1)],
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-                                         preferred_element_type=preferred_element_type)
+            y = conv2d(x, sub.astype(x.dtype), [(ka - 1, ka - 1), (kb - 1, kb - 1)], precision,
+                       preferred_element_type)
             row.append(jnp.pad(y, ((0, 0), (0, half[0] - y.shape[1]), (0, half[1] - y.shape[2]), (0, 0))))
         phases.append(jnp.stack(row, axis=3))                # [N, H', W', 2 (b), C]
     y = jnp.stack(phases, axis=2)                            # [N, H', 2 (a), W', 2 (b), C]

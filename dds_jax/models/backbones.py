@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from dds_jax import ops
 from dds_jax.conversion.statedict import ConversionError, StateDictReader, conv_oihw_to_hwio
 from dds_jax.models.layers import BatchNormInference
 
@@ -61,7 +62,7 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, use_bias
     """``nn.Conv2d(.., kernel, stride, padding)`` with symmetric zero padding."""
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                    padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-                   precision=precision, name=name)
+                   precision=precision, conv_general_dilated=ops.flax_conv_general_dilated, name=name)
 
 
 def pool_output_size(n: int, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = False) -> int:

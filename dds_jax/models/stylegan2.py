@@ -24,9 +24,8 @@ from dds_jax import ops
 from dds_jax.conversion.statedict import ConversionError, StateDictReader, strip_prefix
 
 PRECISION = lax.Precision.HIGHEST
-_DN = ("NHWC", "HWIO", "NHWC")
 CONV_OUT = "modconv_out"   # checkpoint name of every modulated convolution's output (kept by remat)
-REMAT = ("none", "convs", "layers", "layers_convs")
+REMAT = ("none", "convs", "layers", "layers_convs", "synthesis")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,8 +178,7 @@ class ModulatedConv(nn.Module):
             if self.upsample:
                 out = ops.conv_transpose_stride2(inp, ker, spec.conv, acc)
             else:
-                out = lax.conv_general_dilated(inp, ker, (1, 1), [(k // 2, k // 2)] * 2, dimension_numbers=_DN,
-                                               precision=spec.conv, preferred_element_type=acc)
+                out = ops.conv2d(inp, ker, [(k // 2, k // 2)] * 2, spec.conv, acc)
             # the residual remat keeps (stored in the compute dtype); everything after it is recomputed
             return checkpoint_name(out.astype(dtype), CONV_OUT).astype(acc)
 
@@ -252,7 +250,9 @@ class Synthesis(nn.Module):
     ``remat`` (memory of the gradient, not its value): ``"none"`` keeps every intermediate for the
     backward pass; ``"convs"`` keeps only the modulated convolutions' outputs and recomputes the cheap
     rest (modulation, noise, activation, blur); ``"layers"`` keeps only each layer's input and recomputes
-    the layer, convolution included; ``"layers_convs"`` per layer, keeping conv outputs."""
+    the layer, convolution included; ``"layers_convs"`` per layer, keeping conv outputs; ``"synthesis"``
+    keeps nothing and recomputes the whole synthesis forward inside the backward pass (the least memory:
+    only one generator's intermediates are alive at a time, for one extra forward pass)."""
     config: GeneratorConfig
     fused: bool = False
     remat: str = "none"
@@ -301,7 +301,7 @@ class Generator(nn.Module):
             raise ValueError(f"Generator.remat = {self.remat!r}; one of {REMAT}")
         ops.precision_spec(self.precision)   # fails early on an unknown name
         self.mapping = MappingNetwork(cfg.style_dim, cfg.n_mlp, cfg.lr_mlp, precision=self.precision)
-        synthesis = Synthesis if self.remat != "convs" else nn.remat(
+        synthesis = Synthesis if self.remat not in ("convs", "synthesis") else nn.remat(
             Synthesis, policy=_remat_policy(self.remat))
         self.synthesis = synthesis(cfg, fused=self.fused, remat=self.remat, precision=self.precision)
         self.noise_buffers = [self.variable("buffers", f"noise_{i}", jnp.zeros, s)
