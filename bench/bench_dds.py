@@ -29,6 +29,7 @@ from dds_jax.models import stylegan2 as sg
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", 256, "Generator resolution (config-f channel table).")
+flags.DEFINE_integer("style_dim", 512, "Generator latent size (the issue-15 64² pair: 128).")
 flags.DEFINE_string("backbone", "vgg16", "Perceptual backbone: a registry name or 'generator'.")
 flags.DEFINE_string("batches", "1,4", "Comma-separated numbers of seeds optimised together.")
 flags.DEFINE_integer("chunk", 5, "Iterations per compiled call.")
@@ -41,8 +42,8 @@ flags.DEFINE_bool("memory_only", False, "Compile only: memory analysis and FLOPs
 flags.DEFINE_float("time_budget", 0, "Seconds; skip the configurations that would start after it (0: none).")
 
 
-def _models(size, backbone):
-    config = sg.GeneratorConfig(size=size)
+def _models(size, backbone, style_dim=512):
+    config = sg.GeneratorConfig(size=size, style_dim=style_dim)
     gen_s = sg.from_variables(config, sg.init_variables(config, jax.random.PRNGKey(0)))
     gen_t = sg.from_variables(config, sg.init_variables(config, jax.random.PRNGKey(1)))
     params = None
@@ -119,10 +120,10 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5, precision=None) -> float
 def main(argv):
     del argv
     start = time.perf_counter()
-    models = _models(FLAGS.size, FLAGS.backbone)
+    models = _models(FLAGS.size, FLAGS.backbone, FLAGS.style_dim)
     dev = jax.devices()[0]
     remat = FLAGS.remat or opt.DDSConfig.remat
-    print(f"# DDS {FLAGS.mode} mode, generators {FLAGS.size}x{FLAGS.size} config-f, backbone {FLAGS.backbone}, "
+    print(f"# DDS {FLAGS.mode} mode, generators {FLAGS.size}x{FLAGS.size} config-f style {FLAGS.style_dim}, backbone {FLAGS.backbone}, "
           f"generator remat {remat!r}, {len(jax.devices())} x {dev.platform} ({dev.device_kind}), "
           f"{platform.machine()}, jax {jax.__version__}")
     peak = float("nan")
