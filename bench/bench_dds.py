@@ -37,7 +37,7 @@ flags.DEFINE_integer("repeats", 2, "Timed chunks per configuration (after the co
 flags.DEFINE_string("mode", "paper", "paper | reference")
 flags.DEFINE_string("precisions", "float32", f"Comma-separated generator precisions: {tuple(ops.PRECISIONS)}.")
 flags.DEFINE_string("other_batches", None, "Batches for the precisions after the first (default: --batches).")
-flags.DEFINE_string("remat", None, f"Generator remat option {sg.REMAT}; default: DDSConfig's.")
+flags.DEFINE_string("remat", None, f"Generator remat option {sg.REMAT}; default: the mode's (DDSConfig).")
 flags.DEFINE_bool("memory_only", False, "Compile only: memory analysis and FLOPs, no timing.")
 flags.DEFINE_float("time_budget", 0, "Seconds; skip the configurations that would start after it (0: none).")
 
@@ -122,7 +122,7 @@ def main(argv):
     start = time.perf_counter()
     models = _models(FLAGS.size, FLAGS.backbone, FLAGS.style_dim)
     dev = jax.devices()[0]
-    remat = FLAGS.remat or opt.DDSConfig.remat
+    remat = opt.DDSConfig(mode=FLAGS.mode, remat=FLAGS.remat).resolved().remat   # None: the mode's default
     print(f"# DDS {FLAGS.mode} mode, generators {FLAGS.size}x{FLAGS.size} config-f style {FLAGS.style_dim}, backbone {FLAGS.backbone}, "
           f"generator remat {remat!r}, {len(jax.devices())} x {dev.platform} ({dev.device_kind}), "
           f"{platform.machine()}, jax {jax.__version__}")

@@ -215,3 +215,26 @@ def test_precision_reaches_the_step():
         _cfg(precision="fp8")
     with pytest.raises(ValueError, match="remat"):
         _cfg(remat="everything")
+
+
+@pytest.mark.parametrize("direction", ["s2t", "both"])
+def test_sequential_paper_gradient_equals_the_joint_one(direction):
+    """Issue 15 item 2: paper mode's default remat ("synthesis": the generators re-run and differentiated
+    one after the other, opt.sequential_paper_grad) gives the losses and gradients of remat="none" (the
+    joint value_and_grad). Tolerance: float32 summation order, 1e-5 relative."""
+    assert opt.DDSConfig(mode="paper").resolved().remat == "synthesis"
+    assert opt.DDSConfig(mode="reference").resolved().remat == "none"
+    runs = []
+    for remat in ("synthesis", "none"):
+        cfg = _cfg(direction=direction, remat=remat, iterations=2).resolved()
+        models = _models()
+        inputs, n = opt.pad_seeds(_inputs(cfg, n=3), 1)
+        state = opt.init_state(models, inputs, cfg, jax.random.PRNGKey(5))
+        _, out = opt.make_run_chunk(models, cfg, 2, with_grads=True)(state, inputs)
+        runs.append(jax.device_get(out))
+    seq, joint = runs
+    scale = np.max(np.abs(joint.grads))
+    assert scale > 0
+    np.testing.assert_allclose(seq.grads, joint.grads, rtol=1e-5, atol=1e-5 * scale)
+    for name in joint.losses:
+        np.testing.assert_allclose(seq.losses[name], joint.losses[name], rtol=1e-5, atol=1e-7)

@@ -61,11 +61,11 @@ def test_cli_help():
     assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the shipped pair corresponds only in part (retrieval 45/64, "
-                   "11/16 on these seeds; goal >= 90 %); remove this mark when a better pair is shipped")
 def test_shipped_pair_is_diverse_and_corresponds():
     """A collapsed sketch generator (issue 13: every seed the same head) fails both measures. 16 seeds =
-    2 groups of 8; rendered pairs of the same faces score 16/16 on the retrieval, chance is 2/16."""
+    2 groups of 8; rendered pairs of the same faces score 16/16 on the retrieval, chance is 2/16. The
+    shipped pair (1600 adaptation iterations) scores 16/16 here, 57/64 on seeds 0-63 (report.json) and
+    217/256 on seeds 64-319; the 800-iteration pair shipped before it scored 11/16."""
     photo = sg.load_generator(DEMO_DIR / "photo")
     sketch = sg.load_generator(DEMO_DIR / "sketch")
     r = demo_metrics.pair_report(photo, sketch, seeds=range(16))
@@ -73,7 +73,7 @@ def test_shipped_pair_is_diverse_and_corresponds():
     assert div["sketch"] >= 0.8 * div["rendered_sketch"], div
     assert div["photo"] >= 0.8 * div["rendered_photo"], div
     assert r["retrieval"]["rendered"]["hits"] >= 15, r["retrieval"]
-    assert r["retrieval"]["pair"]["accuracy"] >= 0.75, r["retrieval"]
+    assert r["retrieval"]["pair"]["accuracy"] >= 0.9, r["retrieval"]
 
 
 def test_retrieval_detects_a_collapsed_generator():

@@ -20,7 +20,7 @@ def define_flags():
     flags.DEFINE_string("out", None, "Where the final models go (default: WORK/export); pass the package's "
                         "dds_jax/assets/demo to replace the shipped models.")
     flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
-    flags.DEFINE_integer("adapt_steps", 800, "Iterations of the sketch adaptation.")
+    flags.DEFINE_integer("adapt_steps", 1600, "Iterations of the sketch adaptation.")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
     flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
     flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")

@@ -62,15 +62,17 @@ def check_choices(values: dict, prefix: str = "DDSConfig.") -> None:
 
 # Mode defaults for the fields left as None in DDSConfig.
 _DEFAULTS = {
+    # paper: remat "synthesis" = one generator's intermediates alive at a time (sequential_paper_grad):
+    # 0.56 instead of 1.17 GiB per extra seed at 256² for one more forward pass of each (BENCHMARKS.md).
     "paper": dict(latent_space="z", init="random", alpha=0.9, beta=1.0, gamma=0.5, perceptual_weight=1.0,
-                  iterations=1000, truncation_source=1.0, truncation_target=1.0),
+                  iterations=1000, truncation_source=1.0, truncation_target=1.0, remat="synthesis"),
     "reference": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                      iterations=1002, truncation_source=0.7, truncation_target=1.0),
+                      iterations=1002, truncation_source=0.7, truncation_target=1.0, remat="none"),
     # Chosen on the ground-truth benchmark (python -m dds_jax.cli.benchmark, README "Benchmark").
     "target": dict(latent_space="w+", init="input", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                   iterations=200, truncation_source=1.0, truncation_target=1.0),
+                   iterations=200, truncation_source=1.0, truncation_target=1.0, remat="none"),
     "source": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                   iterations=1002, truncation_source=1.0, truncation_target=1.0),
+                   iterations=1002, truncation_source=1.0, truncation_target=1.0, remat="none"),
 }
 
 
@@ -120,9 +122,10 @@ class DDSConfig:
     truncation_mean: int = 4096       # z's averaged for a truncation latent when none is given
     n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
     # Accelerators: float32 (parity, the default), tf32 or bf16 convolutions (ops.PRECISIONS); remat
-    # recomputes generator activations in the backward pass instead of storing them (memory per seed).
+    # recomputes generator activations in the backward pass instead of storing them (memory per seed;
+    # sg.REMAT, None = the mode's default: "synthesis" for paper, else "none").
     precision: str = "float32"
-    remat: str = "none"
+    remat: Optional[str] = None
 
     def __post_init__(self):
         check_choices({f: getattr(self, f) for f in CHOICES})
@@ -422,11 +425,45 @@ def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp:
     target-role / source-role generator's image (fixed noise) for every term.
     """
     img_a, feats_a, img_b, feats_b = role_images(models, cfg, params, latent, noises, inp.t2s)
+    return _role_loss(models, cfg, params, tgt, img_a, feats_a, img_b, feats_b)
+
+
+def _role_loss(models: DDSModels, cfg: DDSConfig, params, tgt, img_a, feats_a, img_b, feats_b):
+    """:func:`problem_loss` from the role images (and the generator features, for that backbone)."""
     if models.backbone != GENERATOR:
         feats_a = _image_features(models, cfg, params, img_a)
         feats_b = feats_a if img_b is img_a else _image_features(models, cfg, params, img_b)
     terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.mode, cfg.weights)
     return terms["loss"], (terms, img_b[0])
+
+
+def _after(x, *trees):
+    """``x``, made to depend on every leaf of ``trees`` (adds 0 * their sum; exact for finite values, and
+    a non-finite gradient is rejected by the step anyway). XLA cannot reorder across a data dependency."""
+    dep = sum(jnp.sum(leaf) for t in trees for leaf in jax.tree_util.tree_leaves(t))
+    return x + (0.0 * dep).astype(x.dtype)
+
+
+def sequential_paper_grad(latent, models: DDSModels, cfg: DDSConfig, params, inp: Inputs, tgt):
+    """``value_and_grad(problem_loss)`` of paper mode with one generator's intermediates alive at a time
+    (``remat="synthesis"``): both generators run forward only, the loss gives the cotangents of their
+    outputs, then G_s is re-run and differentiated, and only after it G_t. Same gradient (float
+    summation order aside), one more forward pass of each generator."""
+    plain_s = sg.Generator(models.config_s, precision=models.precision)   # no module remat: re-run by hand
+    plain_t = sg.Generator(models.config_t, precision=models.precision)
+    synth_s = lambda l: _synth(plain_s, params["g_s"], l, cfg.latent_space)
+    synth_t = lambda l: _synth(plain_t, params["g_t"], l, cfg.latent_space)
+
+    def loss_of(outs):
+        (i_s, f_s), (i_t, f_t) = outs
+        t2s = inp.t2s
+        return _role_loss(models, cfg, params, tgt, _select(t2s, i_t, i_s), _select(t2s, f_t, f_s),
+                          _select(t2s, i_s, i_t), _select(t2s, f_s, f_t))
+
+    (loss, aux), (ct_s, ct_t) = jax.value_and_grad(loss_of, has_aux=True)((synth_s(latent), synth_t(latent)))
+    grad_s = jax.vjp(synth_s, _after(latent, ct_s, ct_t))[1](ct_s)[0]
+    grad_t = jax.vjp(synth_t, _after(latent, grad_s))[1](ct_t)[0]
+    return (loss, aux), grad_s + grad_t
 
 
 def normalize_noise(noise):
@@ -439,8 +476,11 @@ def normalize_noise(noise):
 
 def _problem_step(models: DDSModels, cfg: DDSConfig, opt, params, st: State, inp: Inputs, tgt):
     """One Adam iteration of one problem; a non-finite loss/gradient stops it (no update, alive=False)."""
-    (loss, (terms, img)), grad = jax.value_and_grad(problem_loss, has_aux=True)(
-        st.latent, models, cfg, params, st.noises, inp, tgt)
+    if cfg.mode == "paper" and models.remat == "synthesis":
+        (loss, (terms, img)), grad = sequential_paper_grad(st.latent, models, cfg, params, inp, tgt)
+    else:
+        (loss, (terms, img)), grad = jax.value_and_grad(problem_loss, has_aux=True)(
+            st.latent, models, cfg, params, st.noises, inp, tgt)
     updates, opt_state = opt.update(grad, st.opt_state, st.latent)
     latent = optax.apply_updates(st.latent, updates)
     noises = tuple(normalize_noise(n) for n in st.noises)
@@ -547,7 +587,7 @@ def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every
 @functools.lru_cache(maxsize=32)
 def _chunk_fn(statics, cfg: DDSConfig, chunk: int, k: int, mesh: Optional[Mesh], with_grads: bool):
     config_s, config_t, backbone = statics
-    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.remat)
+    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.resolved().remat)
     opt = optimizer(cfg)
     step = jax.vmap(functools.partial(_problem_step, models, cfg, opt), in_axes=(None, 0, 0, 0))
     targets = jax.vmap(functools.partial(make_targets, models, cfg), in_axes=(None, 0))
@@ -588,7 +628,7 @@ def _chunk_fn(statics, cfg: DDSConfig, chunk: int, k: int, mesh: Optional[Mesh],
 @functools.lru_cache(maxsize=None)
 def _render_fn(statics, cfg: DDSConfig):
     config_s, config_t, backbone = statics
-    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.remat)
+    models = DDSModels(config_s, config_t, backbone, {}, precision=cfg.precision, remat=cfg.resolved().remat)
 
     @jax.jit
     def render(params, state: State, inputs: Inputs):

@@ -166,7 +166,7 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
     files.write_json(out / "report.json", report)
 
 
-def build(work, out, base_steps: int = 11000, adapt_steps: int = 800, seg_epochs: int = 100,
+def build(work, out, base_steps: int = 11000, adapt_steps: int = 1600, seg_epochs: int = 100,
           invert_steps: int = 500, n_eval: int = 64, photo_source=None) -> dict:
     """All stages. ``photo_source``: an existing photo generator to adapt from (stage 1 skipped; the
     adaptation's discriminator then starts from random weights, having no source discriminator)."""
