@@ -69,6 +69,9 @@ def separable_factors(kernel):
     return (col, row) if np.allclose(np.outer(col, row), k, rtol=1e-6, atol=1e-9) else None
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
 def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 0)):
     """rosinality ``upfirdn2d_native`` on NHWC: zero-insert up-sampling, pad (negative = crop),
     true convolution with ``kernel`` (2-D, per channel), then keep every ``down``-th pixel.
@@ -96,10 +99,7 @@ def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Tuple[int, int] = (0, 
     w_dw = jnp.broadcast_to(w_flipped[:, :, None, None], (kh, kw, 1, c))
     return lax.conv_general_dilated(
         x, w_dw, window_strides=(down, down), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
-
-
-_NHWC = ("NHWC", "HWIO", "NHWC")
+        dimension_numbers=_NHWC, feature_group_count=c)
 
 
 def _plain_conv(x, kernel, padding, precision, preferred_element_type):

@@ -251,8 +251,9 @@ class Synthesis(nn.Module):
     backward pass; ``"convs"`` keeps only the modulated convolutions' outputs and recomputes the cheap
     rest (modulation, noise, activation, blur); ``"layers"`` keeps only each layer's input and recomputes
     the layer, convolution included; ``"layers_convs"`` per layer, keeping conv outputs; ``"synthesis"``
-    keeps nothing and recomputes the whole synthesis forward inside the backward pass (the least memory:
-    only one generator's intermediates are alive at a time, for one extra forward pass)."""
+    keeps nothing and recomputes the whole synthesis forward inside the backward pass (one extra forward
+    pass; in DDS paper mode ``optimize.sequential_paper_grad`` also orders the two generators' backward
+    passes, which is what keeps one generator's intermediates alive at a time)."""
     config: GeneratorConfig
     fused: bool = False
     remat: str = "none"
