@@ -31,7 +31,7 @@ D16 = trainer.default_d_config(G16)
 # Every regulariser runs on iteration 0 and on every other iteration: two steps cover all branches.
 SCRATCH = trainer.TrainConfig(batch=4, d_reg_every=2, g_reg_every=2, augment="color,translation,cutout")
 ADAPT = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
-                                     feat_const_batch=3, n_anchors=3)
+                                     feat_const_batch=3, n_anchors=3, structure_weight=1.0, structure_res=8)
 
 
 def _leaves(tree):
@@ -230,6 +230,35 @@ def test_cdc_loss_temperature():
     assert sharp > 100 * released
     with pytest.raises(ValueError):
         trainer.TrainConfig.few_shot(cdc_temperature=0.0)
+
+
+def test_structure_loss_hand_example():
+    # One sample, 1x2 positions. Source: orthogonal features (cos 0); target: parallel ones (cos 1).
+    src = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32).reshape(1, 1, 2, 2)
+    tgt = np.array([[1.0, 0.0], [3.0, 0.0]], np.float32).reshape(1, 1, 2, 2)
+    t = 0.5
+
+    def softmax2(a, b):
+        return [math.exp(a / t) / (math.exp(a / t) + math.exp(b / t)),
+                math.exp(b / t) / (math.exp(a / t) + math.exp(b / t))]
+    p_s = [softmax2(1, 0), softmax2(0, 1)]        # row p: cos(f_p, f_0), cos(f_p, f_1)
+    p_t = [softmax2(1, 1), softmax2(1, 1)]
+    kl = sum(a * (math.log(a) - math.log(b)) for rs, rt in zip(p_s, p_t) for a, b in zip(rs, rt)) / 2
+    got = float(losses.structure_loss([src], [tgt], max_res=4, weight=3.0, temperature=t))
+    assert got == pytest.approx(3.0 * kl, rel=1e-5)
+    # Layers above max_res are skipped; equal features and per-position rescaling cost nothing.
+    big = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype(np.float32)
+    assert float(losses.structure_loss([src, big], [tgt, -big], max_res=4, weight=3.0,
+                                       temperature=t)) == pytest.approx(got, rel=1e-6)
+    scale = np.random.default_rng(1).uniform(0.5, 2.0, (1, 8, 8, 1)).astype(np.float32)
+    assert float(losses.structure_loss([big], [big * scale], 8, 1.0)) == pytest.approx(0.0, abs=1e-5)
+    # Only the target gets a gradient (the source is the frozen reference).
+    tilted = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32).reshape(1, 1, 2, 2)
+    g_src, g_tgt = jax.grad(lambda a, b: losses.structure_loss([a], [b], 4, 1.0, t), argnums=(0, 1))(
+        jnp.asarray(src), jnp.asarray(tilted))
+    assert np.all(np.asarray(g_src) == 0) and np.any(np.asarray(g_tgt) != 0)
+    with pytest.raises(ValueError):
+        trainer.TrainConfig.few_shot(structure_temperature=0.0)
 
 
 def test_frozen_generator_layers_keep_the_source_weights():

@@ -44,8 +44,11 @@ BASE_TRAIN = trainer.TrainConfig(batch=8)
 # and the CDC term (softmax of cosines that all lie in a narrow band) stays near uniform in both
 # domains, so it never pushes back. What keeps the correspondence here: the mapping network and the
 # synthesis up to 16x16 stay the source's (pose and geometry are photo's, per latent), only the 32x32
-# convolutions and the ToRGB layers learn the line style; local patches (16x16 map); a short EMA.
-ADAPT_TRAIN = trainer.TrainConfig.few_shot(freeze_mapping=True, freeze_res=16, ema_decay=0.99)
+# convolutions and the ToRGB layers learn the line style; local patches (16x16 map); a short EMA; and a
+# light CDC weight: with the geometry frozen, the released weight 1000 costs correspondence
+# (retrieval on the 1280 validation seeds: weight 1000 86 %, 100 91 %, 10 92 %, 0 91 %).
+ADAPT_TRAIN = trainer.TrainConfig.few_shot(freeze_mapping=True, freeze_res=16, ema_decay=0.99, kl_weight=10.0)
+VALIDATION_SEEDS = range(64, 1344)   # the held-out retrieval; choosing the recipe looked only at these seeds
 ADAPT_PATCH_RES = 16      # patch-level D logits at 16x16 (gan.adapt.run_adaptation); 0 = the D's own 4x4
 SKETCH_SEED = 10          # render_faces(SKETCH_SEED, 10, style="sketch"): the 10 few-shot images
 LABEL_SEED = 20           # render_faces(LABEL_SEED, 1): the one labelled sample
@@ -149,6 +152,12 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
     return report
 
 
+def validation_retrieval(photo_gen, sketch_gen, seeds=VALIDATION_SEEDS) -> dict:
+    """The edge/line retrieval on the validation seeds (not the reported 0..n_eval-1)."""
+    r = demo_metrics.retrieval(demo_metrics.sample(photo_gen, seeds), demo_metrics.sample(sketch_gen, seeds))
+    return {"seeds": f"{seeds[0]}-{seeds[-1]}", **r}
+
+
 def save_pair_grid(path, photo_gen, sketch_gen, seeds=range(8)) -> None:
     """Rows: photo and sketch of the same seeds (the correspondence the pair must keep)."""
     from dds_jax import files
@@ -191,6 +200,7 @@ def build(work, out, base_steps: int = 11000, adapt_steps: int = 1600, seg_epoch
     seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps))
     report = {"segmenter_iou": evaluate(work, photo_gen, sketch_gen, seg, n_eval, invert_steps),
               "pair": demo_metrics.pair_report(photo_gen, sketch_gen, range(n_eval), reference_seed=EVAL_SEED),
+              "pair_validation": validation_retrieval(photo_gen, sketch_gen),
               "training": {"photo": photo_info,
                            "sketch": {"steps": adapt_steps, "seconds": _seconds(sketch),
                                       "source_discriminator": source_d is not None,

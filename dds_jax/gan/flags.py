@@ -10,7 +10,8 @@ from dds_jax.gan import trainer
 FLAGS = flags.FLAGS
 
 ADAPT_FIELDS = ("kl_weight", "feat_const_batch", "subspace_freq", "subspace_std", "n_anchors",
-                "cdc_temperature", "freeze_mapping", "freeze_res")
+                "cdc_temperature", "freeze_mapping", "freeze_res", "structure_weight", "structure_res",
+                "structure_temperature")
 HELP = {
     "batch": "Images per iteration.",
     "lr": "Adam learning rate (before the lazy-regularisation correction).",
@@ -31,6 +32,9 @@ HELP = {
     "cdc_temperature": "Softmax temperature of the CDC similarity distributions (1 = released).",
     "freeze_mapping": "Keep the source's mapping network.",
     "freeze_res": "Keep the source's synthesis layers up to this resolution (0 = train all).",
+    "structure_weight": "Weight of the spatial structure (self-correlation) consistency loss (0 = off).",
+    "structure_res": "The structure loss compares the layers up to this resolution.",
+    "structure_temperature": "Softmax temperature of the structure loss's self-correlations.",
 }
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 

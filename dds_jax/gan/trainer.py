@@ -66,13 +66,17 @@ class TrainConfig:
     cdc_temperature: float = 1.0     # softmax temperature of the CDC similarity distributions (1 = released)
     freeze_mapping: bool = False     # keep the mapping network at the source's weights
     freeze_res: int = 0              # keep the synthesis layers up to this resolution (const, convs) frozen
+    # Spatial structure consistency (losses.structure_loss, RSSA-style; 0 = off, the released recipe):
+    structure_weight: float = 0.0
+    structure_res: int = 32          # layers up to this resolution (cost grows as (res^2)^2)
+    structure_temperature: float = 0.1
 
     def __post_init__(self):
         aug.parse_policy(self.augment)
         if self.batch < 1 or self.d_reg_every < 1 or self.g_reg_every < 1 or self.subspace_freq < 1:
             raise ValueError("batch, d_reg_every, g_reg_every and subspace_freq must be >= 1")
-        if self.cdc_temperature <= 0:
-            raise ValueError("cdc_temperature must be > 0")
+        if self.cdc_temperature <= 0 or self.structure_temperature <= 0:
+            raise ValueError("cdc_temperature and structure_temperature must be > 0")
         if self.adapt and self.feat_const_batch < 2:
             raise ValueError("the CDC loss compares samples: feat_const_batch must be >= 2")
 
@@ -312,6 +316,9 @@ def make_train_step(models: Models, cfg: TrainConfig):
             ws = G.apply(source, z, method=sg.Generator.style)
             _, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
             cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight, cfg.cdc_temperature)
+            if cfg.structure_weight:
+                cdc = cdc + losses.structure_loss(f_src, f_tgt, cfg.structure_res, cfg.structure_weight,
+                                                  cfg.structure_temperature)
             return adv + cdc, (adv, cdc)
         (g_loss, (g_adv_value, cdc)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
         upd, g_opt = g_tx.update(grads, state.g_opt, state.g)
