@@ -75,6 +75,7 @@ def test_training_steps_change_params_and_stay_finite(cfg):
     if cfg.adapt:
         assert seen[0]["anchor"] == 1.0 and seen[1]["anchor"] == 0.0
         assert seen[1]["cdc"] > 0        # target moved away from the source after one G update
+        assert seen[1]["structure"] > 0  # (ADAPT turns the spatial structure term on)
     for name, old in before.items():
         new = _leaves(getattr(state, name))
         assert all(np.all(np.isfinite(x)) for x in new), name

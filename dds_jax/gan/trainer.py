@@ -308,7 +308,7 @@ def make_train_step(models: Models, cfg: TrainConfig):
             fake, _ = synthesize(g, buffers, wplus, k_n)
             adv = g_adv(d, augment(fake, k_a), patch)
             if not cfg.adapt:
-                return adv, (adv, jnp.zeros(()))
+                return adv, (adv, jnp.zeros(()), jnp.zeros(()))
             z = jax.random.normal(k_cz, (cfg.feat_const_batch, models.g_config.style_dim))
             layer = jax.random.randint(k_cl, (cfg.feat_const_batch,), 1, n_latent - 1)
             wz = G.apply({"params": g, "buffers": buffers}, z, method=sg.Generator.style)
@@ -316,11 +316,11 @@ def make_train_step(models: Models, cfg: TrainConfig):
             ws = G.apply(source, z, method=sg.Generator.style)
             _, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
             cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight, cfg.cdc_temperature)
-            if cfg.structure_weight:
-                cdc = cdc + losses.structure_loss(f_src, f_tgt, cfg.structure_res, cfg.structure_weight,
-                                                  cfg.structure_temperature)
-            return adv + cdc, (adv, cdc)
-        (g_loss, (g_adv_value, cdc)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
+            structure = (losses.structure_loss(f_src, f_tgt, cfg.structure_res, cfg.structure_weight,
+                                               cfg.structure_temperature)
+                         if cfg.structure_weight else jnp.zeros(()))
+            return adv + cdc + structure, (adv, cdc, structure)
+        (g_loss, (g_adv_value, cdc, structure)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
         upd, g_opt = g_tx.update(grads, state.g_opt, state.g)
         g = optax.apply_updates(state.g, upd)
 
@@ -355,6 +355,8 @@ def make_train_step(models: Models, cfg: TrainConfig):
                    "r1": r1, "path": path, "path_length": path_length, "mean_path_length": mpl}
         if cfg.adapt:
             metrics.update(cdc=cdc, anchor=anchor.astype(jnp.float32))
+            if cfg.structure_weight:
+                metrics.update(structure=structure)
         return new_state, metrics
 
     return jax.jit(step, donate_argnums=(0,))
