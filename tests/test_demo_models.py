@@ -70,7 +70,11 @@ def test_shipped_pair_is_diverse_and_corresponds():
     sketch = sg.load_generator(DEMO_DIR / "sketch")
     report = json.loads((DEMO_DIR / "report.json").read_text())
     r = demo_metrics.pair_report(photo, sketch, seeds=range(64), reference_seed=demo_models.EVAL_SEED)
-    assert r == report["pair"]
+    # Tolerances: another CPU model may round a few uint8 pixels the other way.
+    for key, value in report["pair"]["diversity"].items():
+        assert abs(r["diversity"][key] - value) <= 2e-3, (key, r["diversity"][key], value)
+    for key, value in report["pair"]["retrieval"].items():
+        assert abs(r["retrieval"][key]["hits"] - value["hits"]) <= 1, (key, r["retrieval"][key], value)
     div = r["diversity"]
     assert div["sketch"] >= 0.8 * div["rendered_sketch"], div
     assert div["photo"] >= 0.8 * div["rendered_photo"], div
