@@ -262,6 +262,23 @@ def test_structure_loss_hand_example():
         trainer.TrainConfig.few_shot(structure_temperature=0.0)
 
 
+def test_resume_accepts_a_run_made_before_a_new_hyper_parameter(tmp_path):
+    """A train.json without a field added later (e.g. structure_weight) resumes when the new field is at
+    its default, the behaviour the run was made with; a changed value is still refused."""
+    from dds_jax.gan import run as gan_run
+    spec = gan_run.RunSpec("adapt", G16, D16, ADAPT, 10)
+    gan_run.prepare_out(tmp_path, spec, resume=False, overwrite=False)
+    meta = json.loads((tmp_path / "train.json").read_text())
+    for name in ("structure_weight", "structure_res", "structure_temperature"):
+        del meta["train"][name]
+    (tmp_path / "train.json").write_text(json.dumps(meta))
+    plain = gan_run.RunSpec("adapt", G16, D16, trainer.TrainConfig.few_shot(
+        batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2, feat_const_batch=3, n_anchors=3), 10)
+    assert gan_run.prepare_out(tmp_path, plain, resume=True, overwrite=False) is False    # no state yet
+    with pytest.raises(ValueError, match="different .*train"):
+        gan_run.prepare_out(tmp_path, spec, resume=True, overwrite=False)     # structure_weight=1 != 0
+
+
 def test_frozen_generator_layers_keep_the_source_weights():
     cfg = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
                                        feat_const_batch=3, n_anchors=3, freeze_mapping=True, freeze_res=8)
