@@ -95,13 +95,13 @@ def cdc_loss(source_features: Sequence, target_features: Sequence, layer_index, 
 # --------------------------------------------------------------------------------------------------
 # Spatial structure consistency (self-correlation; RSSA, Xiao et al. CVPR 2022)
 # --------------------------------------------------------------------------------------------------
-def self_correlation_distributions(features, temperature: float, eps: float = 1e-8):
-    """[N, h, w, C] -> [N, hw, hw]: per position p, softmax over positions q of cos(f_p, f_q) / temperature
-    (cosines of the channel vectors; where in the image each position's features recur)."""
+def self_correlation_log_probs(features, temperature: float, eps: float = 1e-8):
+    """[N, h, w, C] -> [N, hw, hw]: per position p, log-softmax over positions q of cos(f_p, f_q) /
+    temperature (cosines of the channel vectors; where in the image each position's features recur)."""
     n, h, w, c = features.shape
     f = features.reshape(n, h * w, c)
     f = f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), eps)
-    return jax.nn.softmax(jnp.einsum("npc,nqc->npq", f, f) / temperature, axis=-1)
+    return jax.nn.log_softmax(jnp.einsum("npc,nqc->npq", f, f) / temperature, axis=-1)
 
 
 def structure_loss(source_features: Sequence, target_features: Sequence, max_res: int, weight: float,
@@ -115,8 +115,8 @@ def structure_loss(source_features: Sequence, target_features: Sequence, max_res
     for f_s, f_t in zip(source_features, target_features):
         if f_s.shape[1] > max_res:
             continue
-        p_s = jax.lax.stop_gradient(self_correlation_distributions(f_s, temperature))
-        log_p_t = jnp.log(jnp.maximum(self_correlation_distributions(f_t, temperature), 1e-30))
-        kl = jnp.sum(jnp.where(p_s > 0, p_s * (jnp.log(jnp.maximum(p_s, 1e-30)) - log_p_t), 0.0), axis=-1)
+        log_p_s = jax.lax.stop_gradient(self_correlation_log_probs(f_s, temperature))
+        log_p_t = self_correlation_log_probs(f_t, temperature)
+        kl = jnp.sum(jnp.exp(log_p_s) * (log_p_s - log_p_t), axis=-1)     # log-softmax: finite, no clamps
         total = total + kl.mean()
     return weight * total
