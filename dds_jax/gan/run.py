@@ -47,11 +47,10 @@ class RunSpec:
                 "train": self.train.to_dict(), "seed": self.seed, "data": self.data, "source": self.source}
 
 
-def _fields_added_since(old_train: dict) -> dict:
-    """TrainConfig fields a run's train.json predates, at their defaults (the behaviour it ran with), so
-    a run made before a new hyper-parameter existed still resumes."""
-    defaults = trainer.TrainConfig().to_dict()
-    return {k: v for k, v in json.loads(json.dumps(defaults)).items() if k not in old_train}
+def _train_defaults() -> dict:
+    """TrainConfig's defaults as train.json stores them: the values of fields an older run predates (the
+    behaviour it ran with), so a run made before a new hyper-parameter existed still resumes."""
+    return json.loads(json.dumps(trainer.TrainConfig().to_dict()))
 
 
 def prepare_out(out, spec: RunSpec, resume: bool, overwrite: bool) -> bool:
@@ -66,7 +65,7 @@ def prepare_out(out, spec: RunSpec, resume: bool, overwrite: bool) -> bool:
         with open(meta) as f:
             old = json.load(f)
         new = json.loads(json.dumps(spec.to_dict()))
-        old["train"] = dict(_fields_added_since(old.get("train", {})), **old.get("train", {}))
+        old["train"] = {**_train_defaults(), **old.get("train", {})}
         diff = sorted(k for k in new if old.get(k) != new[k])
         if diff:
             raise ValueError(f"{out}: cannot resume, the run was made with different {diff}; "
