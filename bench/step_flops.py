@@ -10,7 +10,6 @@ the whole reference-mode loss and its gradient (what the DDS chunk runs per iter
 FLOPs / the plain float32 matmul rate measured next to it.
 """
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from absl import app
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import bench_dds  # noqa: E402  (the same models and matmul ceiling)
+from timing import time_calls  # noqa: E402
 from dds_jax.dds import optimize as opt  # noqa: E402
 
 FLAGS = bench_dds.FLAGS
@@ -27,13 +27,7 @@ FLAGS = bench_dds.FLAGS
 def measure(fn, *args):
     compiled = jax.jit(fn).lower(*args).compile()
     flops = bench_dds._flops(compiled)
-    if not FLAGS.repeats:
-        return flops, float("nan")
-    jax.block_until_ready(compiled(*args))
-    t0 = time.perf_counter()
-    for _ in range(FLAGS.repeats):
-        jax.block_until_ready(compiled(*args))
-    return flops, (time.perf_counter() - t0) / FLAGS.repeats
+    return flops, time_calls(compiled, args, FLAGS.repeats) if FLAGS.repeats else float("nan")
 
 
 def main(argv):
