@@ -115,9 +115,9 @@ def _steps_with_grads(models, cfg, inputs, latent0, noises0=None, reference_late
     state = opt.init_state(models, inputs, cfg, jax.random.PRNGKey(0), latent0=latent0, noises0=noises0)
     run = opt.make_run_chunk(models, cfg, chunk=1, with_grads=True)
     terms, grads, latents = [], [], []
-    for k in range(cfg.iterations):
-        if reference_latents is not None and k:
-            state = state._replace(latent=jnp.asarray(reference_latents[k - 1], jnp.float32)[None])
+    for step in range(cfg.iterations):
+        if reference_latents is not None and step:
+            state = state._replace(latent=jnp.asarray(reference_latents[step - 1], jnp.float32)[None])
         state, out = run(state, inputs)
         terms.append({k: np.asarray(v)[0, 0] for k, v in out.losses.items()})
         grads.append(np.asarray(out.grads)[0, 0])
