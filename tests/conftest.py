@@ -18,3 +18,14 @@ def demo_run(tmp_path_factory):
     from dds_jax.dds import pipeline
     from demo_utils import demo_config
     return pipeline.run_dds(demo_config(tmp_path_factory.mktemp("demo_run")))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_functions():
+    """Drop JAX's compiled executables after every test module: one pytest process compiles thousands of
+    functions over the suite, and without this their memory only grows (it also keeps modules independent)."""
+    yield
+    import gc
+    import jax
+    jax.clear_caches()
+    gc.collect()

@@ -259,7 +259,9 @@ def test_converter_cli_ctrl_c_is_one_line(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.Popen([sys.executable, "convert/torch_to_flax.py", "--kind=stylegan2", f"--src={fifo}",
                              f"--out={tmp_path / 'out'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT; the child must get Python's handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     fd = None
     for _ in range(1200):  # until the converter has opened the FIFO for reading (<= 120 s)
         try:

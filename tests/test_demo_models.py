@@ -73,16 +73,18 @@ def test_shipped_pair_is_diverse_and_corresponds():
     # Tolerances: another CPU model may round a few uint8 pixels the other way.
     for key, value in report["pair"]["diversity"].items():
         assert abs(r["diversity"][key] - value) <= 2e-3, (key, r["diversity"][key], value)
-    for key, value in report["pair"]["retrieval"].items():
+    for key in ("pair", "rendered"):
+        value = report["pair"]["retrieval"][key]
         assert abs(r["retrieval"][key]["hits"] - value["hits"]) <= 1, (key, r["retrieval"][key], value)
     div = r["diversity"]
     assert div["sketch"] >= 0.8 * div["rendered_sketch"], div
     assert div["photo"] >= 0.8 * div["rendered_photo"], div
     assert r["retrieval"]["rendered"]["hits"] >= 60, r["retrieval"]
-    assert r["retrieval"]["pair"]["accuracy"] >= 0.85, r["retrieval"]
-    # The validation seeds the recipe was chosen on (report.json, "pair_validation"): 1280 seeds, >= 90 %.
+    assert r["retrieval"]["pair"]["accuracy"] >= 0.9, r["retrieval"]     # issue 13's "Done when"
+    # The validation seeds the recipe was chosen on (report.json, "pair_validation"): 1280 seeds, >= 95 %
+    # (the shipped pair: 1280/1280; the recipe without the edge/line term plateaued at 89-93 %).
     val = report["pair_validation"]
-    assert val["n"] == len(demo_models.VALIDATION_SEEDS) and val["accuracy"] >= 0.9, val
+    assert val["n"] == len(demo_models.VALIDATION_SEEDS) and val["accuracy"] >= 0.95, val
     assert sum(val["hits_per_block"]) == val["hits"] and len(val["hits_per_block"]) * val["block"] == val["n"]
     # The first two 64-seed blocks, recomputed (within one hit each: CPU rounding, as above).
     seeds = demo_models.VALIDATION_SEEDS[:2 * val["block"]]
@@ -90,7 +92,23 @@ def test_shipped_pair_is_diverse_and_corresponds():
     for b, hits in enumerate(val["hits_per_block"][:2]):
         part = slice(b * val["block"], (b + 1) * val["block"])
         assert abs(demo_metrics.retrieval(photos[part], sketches[part])["hits"] - hits) <= 1, (b, hits)
-    assert demo_metrics.retrieval(photos, sketches)["accuracy"] >= 0.85
+    assert demo_metrics.retrieval(photos, sketches)["accuracy"] >= 0.95
+
+
+def test_shipped_pair_corresponds_to_the_renderers_truth():
+    """The correspondence measured without the photo generator's edges (which the adaptation's edge/line
+    loss optimises): rendered photos inverted into photo (W+), drawn by sketch, find their own rendered
+    sketch among 8. Shipped pair 60/64 (before the edge/line term 57/64, chance 8/64); recomputed within
+    two hits (inversion on another CPU)."""
+    from dds_jax.dds import invert
+    photo = sg.load_generator(DEMO_DIR / "photo")
+    sketch = sg.load_generator(DEMO_DIR / "sketch")
+    want = json.loads((DEMO_DIR / "report.json").read_text())["pair"]["retrieval"]["truth"]
+    images, _ = render.render_faces(demo_models.EVAL_SEED, want["n"], demo_models.DEMO_G.size, "photo")
+    wplus, *_ = invert.invert(photo, images, steps=demo_models.INVERT_STEPS)
+    got = demo_models.truth_retrieval_of_inversions(sketch, wplus)
+    assert abs(got["hits"] - want["hits"]) <= 2 and abs(got["own_correlation"] - want["own_correlation"]) < 0.02
+    assert got["accuracy"] >= 0.85, got
 
 
 def test_retrieval_detects_a_collapsed_generator():
@@ -102,6 +120,17 @@ def test_retrieval_detects_a_collapsed_generator():
     same = np.repeat(sketches[:1], 16, axis=0)
     assert demo_metrics.diversity(same) < 1e-12
     assert demo_metrics.retrieval(photos, same)["hits"] <= 2
+
+
+def test_truth_retrieval_against_the_renderer():
+    """True rendered sketches find themselves; a shuffled or repeated drawing does not."""
+    sketches, _ = render.render_faces(30, 16, 32, "sketch")
+    truth = demo_metrics.truth_retrieval(sketches, sketches)
+    assert truth["hits"] == 16 and truth["own_correlation"] == pytest.approx(1.0)
+    assert demo_metrics.truth_retrieval(np.repeat(sketches[:1], 16, axis=0), sketches)["hits"] <= 2
+    assert demo_metrics.truth_retrieval(sketches[::-1], sketches)["hits"] <= 4
+    with pytest.raises(ValueError, match="at least 8"):
+        demo_metrics.truth_retrieval(sketches[:4], sketches[:4])
 
 
 def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path):

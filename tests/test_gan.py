@@ -31,7 +31,8 @@ D16 = trainer.default_d_config(G16)
 # Every regulariser runs on iteration 0 and on every other iteration: two steps cover all branches.
 SCRATCH = trainer.TrainConfig(batch=4, d_reg_every=2, g_reg_every=2, augment="color,translation,cutout")
 ADAPT = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
-                                     feat_const_batch=3, n_anchors=3, structure_weight=1.0, structure_res=8)
+                                     feat_const_batch=3, n_anchors=3, structure_weight=1.0, structure_res=8,
+                                     edge_weight=1.0)
 
 
 def _leaves(tree):
@@ -76,6 +77,7 @@ def test_training_steps_change_params_and_stay_finite(cfg):
         assert seen[0]["anchor"] == 1.0 and seen[1]["anchor"] == 0.0
         assert seen[1]["cdc"] > 0        # target moved away from the source after one G update
         assert seen[1]["structure"] > 0  # (ADAPT turns the spatial structure term on)
+        assert seen[1]["edge"] > 0       # and the edge/line term
     for name, old in before.items():
         new = _leaves(getattr(state, name))
         assert all(np.all(np.isfinite(x)) for x in new), name
@@ -262,6 +264,33 @@ def test_structure_loss_hand_example():
         trainer.TrainConfig.few_shot(structure_temperature=0.0)
 
 
+def test_edge_line_loss_hand_example_and_rendered_pairs():
+    """losses.edge_line_loss against a NumPy evaluation of its definition (demo.metrics' edge and line
+    maps), and its point: rendered photo/sketch pairs of the same faces cost little, shuffled pairs a lot."""
+    from dds_jax import render
+    from dds_jax.demo import metrics
+    photos, _ = render.render_faces(30, 4, 16, "photo")
+    sketches, _ = render.render_faces(30, 4, 16, "sketch")
+    x_s, x_t = photos / 127.5 - 1.0, sketches / 127.5 - 1.0
+    t = 0.2
+    c = metrics.correspondence_matrix(photos, sketches) / t            # float64 reference
+    log_rows = c - np.log(np.exp(c).sum(axis=1, keepdims=True))
+    log_cols = c - np.log(np.exp(c).sum(axis=0, keepdims=True))
+    want = 2.0 * 0.5 * (-np.mean(np.diag(log_rows)) - np.mean(np.diag(log_cols)))
+    got = float(losses.edge_line_loss(jnp.asarray(x_s, jnp.float32), jnp.asarray(x_t, jnp.float32), 2.0, t))
+    assert got == pytest.approx(want, rel=1e-4)
+    shuffled = float(losses.edge_line_loss(jnp.asarray(x_s, jnp.float32), jnp.asarray(x_t[::-1], jnp.float32),
+                                           1.0, 0.1))
+    matched = float(losses.edge_line_loss(jnp.asarray(x_s, jnp.float32), jnp.asarray(x_t, jnp.float32), 1.0, 0.1))
+    assert matched < 0.5 < math.log(4) < shuffled, (matched, shuffled)
+    # Only the adapted (target) images get a gradient.
+    g_src, g_tgt = jax.grad(lambda a, b: losses.edge_line_loss(a, b, 1.0), argnums=(0, 1))(
+        jnp.asarray(x_s, jnp.float32), jnp.asarray(x_t, jnp.float32))
+    assert np.all(np.asarray(g_src) == 0) and np.any(np.asarray(g_tgt) != 0)
+    with pytest.raises(ValueError, match="edge_temperature"):
+        trainer.TrainConfig.few_shot(edge_temperature=0.0)
+
+
 def test_resume_accepts_a_run_made_before_a_new_hyper_parameter(tmp_path):
     """A train.json without a field added later (e.g. structure_weight) resumes when the new field is at
     its default, the behaviour the run was made with; a changed value is still refused."""
@@ -269,7 +298,8 @@ def test_resume_accepts_a_run_made_before_a_new_hyper_parameter(tmp_path):
     spec = gan_run.RunSpec("adapt", G16, D16, ADAPT, 10)
     gan_run.prepare_out(tmp_path, spec, resume=False, overwrite=False)
     meta = json.loads((tmp_path / "train.json").read_text())
-    for name in ("structure_weight", "structure_res", "structure_temperature"):
+    for name in ("structure_weight", "structure_res", "structure_temperature", "edge_weight",
+                 "edge_temperature"):
         del meta["train"][name]
     (tmp_path / "train.json").write_text(json.dumps(meta))
     plain = gan_run.RunSpec("adapt", G16, D16, trainer.TrainConfig.few_shot(

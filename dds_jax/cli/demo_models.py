@@ -22,7 +22,7 @@ def define_flags():
     flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
     flags.DEFINE_integer("adapt_steps", 1600, "Iterations of the sketch adaptation.")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
-    flags.DEFINE_integer("invert_steps", 500, "Adam steps of each W+ inversion.")
+    flags.DEFINE_integer("invert_steps", demo_models.INVERT_STEPS, "Adam steps of each W+ inversion.")
     flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
     flags.DEFINE_string("photo", None, "An existing photo generator to adapt from (skips training one), "
                         "e.g. dds_jax/assets/demo/photo.")

@@ -8,6 +8,7 @@ its images correspond to the source's images of the same latent?
   map (gradient magnitude of its grey levels) is correlated (Pearson) with every sketch's line darkness
   (1 - grey); the photo "finds" its sketch when its own is the best match. Rendered pairs of the same
   face (``dds_jax.render``) score k of k; chance is 1 of k.
+* ``truth_retrieval``: the same against the renderer's true sketches of inverted rendered photos.
 """
 import numpy as np
 
@@ -31,12 +32,18 @@ def _grey(images) -> np.ndarray:
     return to_unit(images)[..., :3].mean(axis=-1)
 
 
-def edge_map(images) -> np.ndarray:
-    """[N, H, W] gradient magnitude (central differences) of the grey levels."""
-    g = np.pad(_grey(images), ((0, 0), (1, 1), (1, 1)), mode="edge")
+def grey_edges(grey, xp=np):
+    """[N, H, W] grey levels -> gradient magnitude (central differences, edge padding). ``xp``: numpy
+    here, ``jax.numpy`` in the adaptation's edge/line loss (``gan.losses.edge_line_loss``)."""
+    g = xp.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
     gx = g[:, 1:-1, 2:] - g[:, 1:-1, :-2]
     gy = g[:, 2:, 1:-1] - g[:, :-2, 1:-1]
-    return np.sqrt(gx ** 2 + gy ** 2)
+    return xp.sqrt(gx ** 2 + gy ** 2)
+
+
+def edge_map(images) -> np.ndarray:
+    """[N, H, W] gradient magnitude (central differences) of the grey levels."""
+    return grey_edges(_grey(images))
 
 
 def line_map(images) -> np.ndarray:
@@ -44,15 +51,16 @@ def line_map(images) -> np.ndarray:
     return 1.0 - _grey(images)
 
 
-def _standardise(maps) -> np.ndarray:
-    f = maps.reshape(len(maps), -1)
+def standardise(maps, xp=np):
+    """[N, ...] -> [N, D] flattened, zero mean, unit norm (rows' dot products are Pearson correlations)."""
+    f = maps.reshape(maps.shape[0], -1)
     f = f - f.mean(axis=1, keepdims=True)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return f / xp.maximum(xp.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
 def correspondence_matrix(photos, sketches) -> np.ndarray:
     """[N, N] Pearson correlation of photo i's edges with sketch j's line darkness."""
-    return _standardise(edge_map(photos)) @ _standardise(line_map(sketches)).T
+    return standardise(edge_map(photos)) @ standardise(line_map(sketches)).T
 
 
 def retrieval(photos, sketches, group: int = 8) -> dict:
@@ -65,6 +73,24 @@ def retrieval(photos, sketches, group: int = 8) -> dict:
         c = correspondence_matrix(photos[s:s + group], sketches[s:s + group])
         hits += int(np.sum(np.argmax(c, axis=1) == np.arange(group)))
     return {"hits": hits, "n": n, "accuracy": round(hits / n, 4), "group": group}
+
+
+def truth_retrieval(drawn, true_sketches, group: int = 8) -> dict:
+    """Correspondence against the renderer's truth: ``drawn[i]`` is the adapted generator's image of the
+    latent of a rendered photo (its W+ inversion into the photo generator), ``true_sketches[i]`` the
+    renderer's line drawing of the same face. Per group, how often a drawing's line darkness correlates
+    best with its own true sketch. Independent of the photo generator's edges, which the adaptation's
+    edge/line loss looks at."""
+    n = (len(drawn) // group) * group
+    if n == 0:
+        raise ValueError(f"truth_retrieval needs at least {group} images, got {len(drawn)}")
+    hits = 0
+    for s in range(0, n, group):
+        c = standardise(line_map(drawn[s:s + group])) @ standardise(line_map(true_sketches[s:s + group])).T
+        hits += int(np.sum(np.argmax(c, axis=1) == np.arange(group)))
+    own = np.sum(standardise(line_map(drawn[:n])) * standardise(line_map(true_sketches[:n])), axis=1)
+    return {"hits": hits, "n": n, "accuracy": round(hits / n, 4), "group": group,
+            "own_correlation": round(float(own.mean()), 4)}
 
 
 def sample(gen, seeds) -> np.ndarray:

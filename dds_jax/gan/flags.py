@@ -11,7 +11,7 @@ FLAGS = flags.FLAGS
 
 ADAPT_FIELDS = ("kl_weight", "feat_const_batch", "subspace_freq", "subspace_std", "n_anchors",
                 "cdc_temperature", "freeze_mapping", "freeze_res", "structure_weight", "structure_res",
-                "structure_temperature")
+                "structure_temperature", "edge_weight", "edge_temperature")
 HELP = {
     "batch": "Images per iteration.",
     "lr": "Adam learning rate (before the lazy-regularisation correction).",
@@ -35,6 +35,8 @@ HELP = {
     "structure_weight": "Weight of the spatial structure (self-correlation) consistency loss (0 = off).",
     "structure_res": "The structure loss compares the layers up to this resolution.",
     "structure_temperature": "Softmax temperature of the structure loss's self-correlations.",
+    "edge_weight": "Weight of the contrastive edge/line correspondence loss (line-drawing targets; 0 = off).",
+    "edge_temperature": "Softmax temperature of the edge/line correspondence loss.",
 }
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 

@@ -70,13 +70,17 @@ class TrainConfig:
     structure_weight: float = 0.0
     structure_res: int = 32          # layers up to this resolution (cost grows as (res^2)^2)
     structure_temperature: float = 0.1
+    # Edge/line correspondence of the CDC latents (losses.edge_line_loss; 0 = off, the released recipe):
+    # for a line-drawing target domain, the adapted image's lines lie on the source image's edges.
+    edge_weight: float = 0.0
+    edge_temperature: float = 0.1
 
     def __post_init__(self):
         aug.parse_policy(self.augment)
         if self.batch < 1 or self.d_reg_every < 1 or self.g_reg_every < 1 or self.subspace_freq < 1:
             raise ValueError("batch, d_reg_every, g_reg_every and subspace_freq must be >= 1")
-        if self.cdc_temperature <= 0 or self.structure_temperature <= 0:
-            raise ValueError("cdc_temperature and structure_temperature must be > 0")
+        if self.cdc_temperature <= 0 or self.structure_temperature <= 0 or self.edge_temperature <= 0:
+            raise ValueError("cdc_temperature, structure_temperature and edge_temperature must be > 0")
         if self.adapt and self.feat_const_batch < 2:
             raise ValueError("the CDC loss compares samples: feat_const_batch must be >= 2")
 
@@ -308,19 +312,22 @@ def make_train_step(models: Models, cfg: TrainConfig):
             fake, _ = synthesize(g, buffers, wplus, k_n)
             adv = g_adv(d, augment(fake, k_a), patch)
             if not cfg.adapt:
-                return adv, (adv, jnp.zeros(()), jnp.zeros(()))
+                return adv, (adv, jnp.zeros(()), jnp.zeros(()), jnp.zeros(()))
             z = jax.random.normal(k_cz, (cfg.feat_const_batch, models.g_config.style_dim))
             layer = jax.random.randint(k_cl, (cfg.feat_const_batch,), 1, n_latent - 1)
             wz = G.apply({"params": g, "buffers": buffers}, z, method=sg.Generator.style)
-            _, f_tgt = synthesize(g, buffers, sg.to_wplus(wz, n_latent), k_cn)
+            x_tgt, f_tgt = synthesize(g, buffers, sg.to_wplus(wz, n_latent), k_cn)
             ws = G.apply(source, z, method=sg.Generator.style)
-            _, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
+            x_src, f_src = synthesize(source["params"], buffers, sg.to_wplus(ws, n_latent), k_cn)
             cdc = losses.cdc_loss(f_src, f_tgt, layer, cfg.kl_weight, cfg.cdc_temperature)
             structure = (losses.structure_loss(f_src, f_tgt, cfg.structure_res, cfg.structure_weight,
                                                cfg.structure_temperature)
                          if cfg.structure_weight else jnp.zeros(()))
-            return adv + cdc + structure, (adv, cdc, structure)
-        (g_loss, (g_adv_value, cdc, structure)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g)
+            edge = (losses.edge_line_loss(x_src, x_tgt, cfg.edge_weight, cfg.edge_temperature)
+                    if cfg.edge_weight else jnp.zeros(()))
+            return adv + cdc + structure + edge, (adv, cdc, structure, edge)
+        (g_loss, (g_adv_value, cdc, structure, edge)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+            state.g)
         upd, g_opt = g_tx.update(grads, state.g_opt, state.g)
         g = optax.apply_updates(state.g, upd)
 
@@ -357,6 +364,8 @@ def make_train_step(models: Models, cfg: TrainConfig):
             metrics.update(cdc=cdc, anchor=anchor.astype(jnp.float32))
             if cfg.structure_weight:
                 metrics.update(structure=structure)
+            if cfg.edge_weight:
+                metrics.update(edge=edge)
         return new_state, metrics
 
     return jax.jit(step, donate_argnums=(0,))
