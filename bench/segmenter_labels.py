@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dds_jax import render  # noqa: E402
 from dds_jax.dds import invert  # noqa: E402
+from dds_jax.demo import models as demo_models  # noqa: E402
 from dds_jax.models import stylegan2 as sg  # noqa: E402
 from dds_jax.segmentation import oneshot as seg  # noqa: E402
 
@@ -27,13 +28,15 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "1:100,8:100,32:50,128:30,128:60", "Comma-separated n_faces:epochs.")
 flags.DEFINE_string("photo", "dds_jax/assets/demo/photo", "Photo (source) generator checkpoint.")
 flags.DEFINE_string("sketch", "dds_jax/assets/demo/sketch", "Sketch (target) generator checkpoint.")
-flags.DEFINE_integer("eval_faces", 64, "Reported faces, render_faces(30, eval_faces).")
+flags.DEFINE_integer("eval_faces", 64, "Reported faces, render_faces(EVAL_SEED, eval_faces) as in report.json.")
 flags.DEFINE_integer("steps", 500, "Inversion steps.")
 flags.DEFINE_string("size", "S", "FewShotCNN size.")
 flags.DEFINE_string("out", "runs/segexp", "Output folder.")
 
-# name -> (renderer seed, style, generator flag); "tr" holds the labelled faces.
-SETS = {"tr": (40, "photo", "photo"), "ph": (30, "photo", "photo"), "sk": (30, "sketch", "sketch")}
+LABEL_SEED = 40   # render_faces(LABEL_SEED, n): the labelled faces, apart from the reported ones
+# name -> (renderer seed, style, generator); "tr" holds the labelled faces, "ph"/"sk" the reported faces.
+SETS = {"tr": (LABEL_SEED, "photo", "photo"), "ph": (demo_models.EVAL_SEED, "photo", "photo"),
+        "sk": (demo_models.EVAL_SEED, "sketch", "sketch")}
 
 
 def _features(d, name):
