@@ -1,4 +1,4 @@
-"""The trained demo pair shipped in dds_jax/assets/demo (made by ``python -m dds_jax.cli.demo_models``)."""
+"""The trained demo pair shipped in dds_jax/assets/demo (made by ``python -m dds_jax.demo_models``)."""
 import json
 import subprocess
 import sys
@@ -55,10 +55,12 @@ def test_noise_free_copy(tmp_path):
                                   variables["params"]["synthesis"]["const"])
 
 
-def test_cli_help():
-    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", "--help"], capture_output=True,
+@pytest.mark.parametrize("module", ["dds_jax.demo_models", "dds_jax.cli.demo_models"])
+def test_cli_help(module):
+    """``python -m dds_jax.demo_models`` (the command issue 13 names) is the same program as the cli one."""
+    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
-    assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout
+    assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout and "--photo" in res.stdout, res.stderr
 
 
 def test_shipped_pair_is_diverse_and_corresponds():
@@ -77,10 +79,9 @@ def test_shipped_pair_is_diverse_and_corresponds():
         value = report["pair"]["retrieval"][key]
         assert abs(r["retrieval"][key]["hits"] - value["hits"]) <= 1, (key, r["retrieval"][key], value)
     div = r["diversity"]
-    assert div["sketch"] >= 0.8 * div["rendered_sketch"], div
+    assert demo_metrics.unmet_goals(r) == []                           # issue 13's "Done when"
     assert div["photo"] >= 0.8 * div["rendered_photo"], div
     assert r["retrieval"]["rendered"]["hits"] >= 60, r["retrieval"]
-    assert r["retrieval"]["pair"]["accuracy"] >= 0.9, r["retrieval"]     # issue 13's "Done when"
     # The validation seeds the recipe was chosen on (report.json, "pair_validation"): 1280 seeds, >= 95 %
     # (the shipped pair: 1280/1280; the recipe without the edge/line term plateaued at 89-93 %).
     val = report["pair_validation"]
@@ -93,6 +94,29 @@ def test_shipped_pair_is_diverse_and_corresponds():
         part = slice(b * val["block"], (b + 1) * val["block"])
         assert abs(demo_metrics.retrieval(photos[part], sketches[part])["hits"] - hits) <= 1, (b, hits)
     assert demo_metrics.retrieval(photos, sketches)["accuracy"] >= 0.95
+
+
+def _collapsed(gen: sg.LoadedGenerator) -> sg.LoadedGenerator:
+    """``gen`` with its last mapping layer's weights zeroed: one w, so one image, for every z."""
+    params = jax.tree_util.tree_map(np.asarray, gen.variables["params"])
+    last = sorted(params["mapping"], key=lambda k: int(k[2:]))[-1]
+    params["mapping"][last] = dict(params["mapping"][last], weight=np.zeros_like(params["mapping"][last]["weight"]))
+    return sg.from_variables(gen.config, dict(gen.variables, params=params))
+
+
+def test_goals_fail_on_a_collapsed_or_unrelated_sketch_generator():
+    """The shipped test's goals (demo_metrics.unmet_goals) on generators that miss them: the shipped sketch
+    generator collapsed to one image, and a diverse one drawing other latents' faces."""
+    photo = sg.load_generator(DEMO_DIR / "photo")
+    sketch = sg.load_generator(DEMO_DIR / "sketch")
+    collapsed = demo_metrics.pair_report(photo, _collapsed(sketch), seeds=range(16),
+                                         reference_seed=demo_models.EVAL_SEED)
+    assert collapsed["diversity"]["sketch"] < 1e-3 and collapsed["retrieval"]["pair"]["hits"] <= 4, collapsed
+    assert [g.split()[0] for g in demo_metrics.unmet_goals(collapsed)] == ["sketch", "retrieval"]
+    unrelated = demo_metrics.pair_report(photo, sketch, seeds=range(16), reference_seed=demo_models.EVAL_SEED)
+    others = demo_metrics.sample(sketch, range(100, 116))       # diverse sketches of other seeds
+    unrelated["retrieval"]["pair"] = demo_metrics.retrieval(demo_metrics.sample(photo, range(16)), others)
+    assert [g.split()[0] for g in demo_metrics.unmet_goals(unrelated)] == ["retrieval"], unrelated
 
 
 def test_shipped_pair_corresponds_to_the_renderers_truth():

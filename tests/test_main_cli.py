@@ -152,6 +152,25 @@ def test_cli_help():
     assert "--config" in r.stdout
 
 
+def _console_scripts():
+    from importlib import metadata
+    return sorted(e.name for e in metadata.entry_points(group="console_scripts") if e.value.startswith("dds_jax."))
+
+
+@pytest.mark.parametrize("command", [[s] for s in _console_scripts()]
+                         + [[sys.executable, "-m", "dds_jax.demo_models"],
+                            [sys.executable, "convert/torch_to_flax.py"]], ids=lambda c: c[-1])
+def test_help_of_every_entry_point_lists_its_flags(command):
+    """absl lists only the started file's flags; the dds-* scripts and the wrappers start another file
+    than the program module that defines the flags (cli.common.run makes them the started file's)."""
+    exe = shutil.which(command[0], path=os.path.dirname(sys.executable)) if len(command) == 1 else command[0]
+    if exe is None:
+        pytest.skip(f"{command[0]} is not installed (pip install -e .)")
+    r = subprocess.run([exe, *command[1:], "--help"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "\nflags:\n" in r.stdout and "\n  --" in r.stdout, (r.stdout[-1000:], r.stderr[-1000:])
+
+
 @pytest.mark.parametrize("arg, expect", [
     ("--config.foo=1", "unknown config field(s) 'foo'"),
     ("--config.iteration=5", "did you mean 'iterations'"),

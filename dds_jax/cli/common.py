@@ -35,6 +35,16 @@ def interrupted(hint: Optional[str], note: Optional[str] = None) -> None:
     os._exit(130)
 
 
+def _list_flags_in_help(module_name: str) -> None:
+    """absl's ``--help`` lists only the flags of the file that was started; when that is a wrapper (the
+    dds-* console scripts, ``python -m dds_jax.demo_models``, ``convert/torch_to_flax.py``), list the
+    flags of the program module that defined them as its own."""
+    from absl import flags
+    started = sys.argv[0]
+    for flag in flags.FLAGS.get_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(started, flag)
+
+
 def run(main: Callable, define_flags: Optional[Callable] = None, flags_parser: Optional[Callable] = None,
         resume: Optional[Callable] = None, interrupt_note: Optional[str] = None,
         errors: tuple = USER_ERRORS) -> None:
@@ -44,6 +54,7 @@ def run(main: Callable, define_flags: Optional[Callable] = None, flags_parser: O
     types that are the user's (one line, exit 2)."""
     if define_flags is not None:
         define_flags()
+        _list_flags_in_help(define_flags.__module__)
 
     def guarded(argv):
         try:

@@ -93,6 +93,22 @@ def truth_retrieval(drawn, true_sketches, group: int = 8) -> dict:
             "own_correlation": round(float(own.mean()), 4)}
 
 
+# Issue 13's "Done when" for a dual-domain pair (over 64 seeds).
+DIVERSITY_GOAL = 0.8      # adapted-domain diversity >= this x the rendered images' of that domain
+RETRIEVAL_GOAL = 0.9      # a photo finds its own sketch among 8 at least this often
+
+
+def unmet_goals(report: dict) -> list:
+    """The goals a ``pair_report`` misses, one line each; empty for a diverse, corresponding pair."""
+    div, hits = report["diversity"], report["retrieval"]["pair"]
+    unmet = []
+    if div["sketch"] < DIVERSITY_GOAL * div["rendered_sketch"]:
+        unmet.append(f"sketch diversity {div['sketch']} < {DIVERSITY_GOAL} x rendered {div['rendered_sketch']}")
+    if hits["accuracy"] < RETRIEVAL_GOAL:
+        unmet.append(f"retrieval {hits['hits']}/{hits['n']} < {RETRIEVAL_GOAL:.0%}")
+    return unmet
+
+
 def sample(gen, seeds) -> np.ndarray:
     """uint8 images of ``gen`` (a LoadedGenerator, its fixed noise) for the seeds' z's."""
     import jax.numpy as jnp

@@ -1,8 +1,8 @@
 """The trained models of the offline demo (``configs/demo.py``), made end to end by the package itself.
 
-  python -m dds_jax.cli.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
-  python -m dds_jax.cli.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
-  python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+  python -m dds_jax.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
+  python -m dds_jax.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
+  python -m dds_jax.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
 
 1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.cli.train``) on endless procedural faces
    (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
