@@ -158,11 +158,11 @@ def _console_scripts():
 
 
 @pytest.mark.parametrize("command", [[s] for s in _console_scripts()]
-                         + [[sys.executable, "-m", "dds_jax.demo_models"],
-                            [sys.executable, "convert/torch_to_flax.py"]], ids=lambda c: c[-1])
+                         + [[sys.executable, "convert/torch_to_flax.py"]], ids=lambda c: c[-1])
 def test_help_of_every_entry_point_lists_its_flags(command):
     """absl lists only the started file's flags; the dds-* scripts and the wrappers start another file
-    than the program module that defines the flags (cli.common.run makes them the started file's)."""
+    than the program module that defines the flags (cli.common.run makes them the started file's).
+    ``python -m dds_jax.demo_models``: tests/test_demo_models.py::test_cli_help."""
     exe = shutil.which(command[0], path=os.path.dirname(sys.executable)) if len(command) == 1 else command[0]
     if exe is None:
         pytest.skip(f"{command[0]} is not installed (pip install -e .)")
