@@ -11,6 +11,7 @@ resume check (:data:`RESUME_FIELDS`). Adding an option is one edit: a field of `
 """
 import dataclasses
 import difflib
+import math
 import typing
 
 import ml_collections
@@ -20,10 +21,12 @@ from dds_jax.dds import optimize as opt
 MODES, LATENT_SPACES, DIRECTIONS = opt.MODES, opt.LATENT_SPACES, opt.CHOICES["direction"]
 DDS_FIELDS = tuple(f.name for f in dataclasses.fields(opt.DDSConfig))
 # The fields outside DDSConfig that change a run's results: a resumed run must keep them (with
-# DDS_FIELDS); the others (output paths, batch size, checkpoint cadence, gif) may change.
+# DDS_FIELDS, and its seeds: run.json and the contact sheets describe one seed list); the others
+# (output paths, batch size, checkpoint cadence, gif) may change.
 RUN_RESULT_FIELDS = ("source_ckpt", "target_ckpt", "segmenter_ckpt", "parts", "backbone_ckpt",
-                     "target_seed_offset", "init_seed", "chunk", "snapshot_every", "source_images",
-                     "target_images", "source_masks", "target_masks", "invert_steps", "invert_lr")
+                     "seeds", "num_seeds", "first_seed", "target_seed_offset", "init_seed", "chunk",
+                     "snapshot_every", "source_images", "target_images", "source_masks", "target_masks",
+                     "invert_steps", "invert_lr")
 RESUME_FIELDS = DDS_FIELDS + RUN_RESULT_FIELDS
 
 
@@ -124,6 +127,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     unknown = sorted(set(config.keys()) - valid)
     if unknown:
         raise ValueError(unknown_field_message(unknown, valid))
+    for field, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"config.{field}: {value} is not a finite number; pass a finite value")
     opt.check_choices({k: config[k] for k in opt.CHOICES}, prefix="config.")
     for field in ("iterations", "batch_size", "chunk"):
         if config[field] is not None and int(config[field]) < 1:
