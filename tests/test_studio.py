@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -91,18 +92,28 @@ def demo_studio_config():
     return mod.get_config()
 
 
+TOKEN = "test-secret-0123456789abcdef"
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def api_studio(tmp_path_factory):
     need_flask()
-    from dds_jax.studio.app import create_app
     from dds_jax.studio.engine import Studio
     work = tmp_path_factory.mktemp("studio_api")
     c = demo_studio_config()
     c.output_dir = str(work / "cli_runs" / "demo")
     studio = Studio(c, work / "studio")
     studio.sample("0-1")                                 # seeds to label (synchronously)
-    app = create_app(studio)
-    return app.test_client(), studio
+    return studio
+
+
+@pytest.fixture(scope="module")
+def client(api_studio):
+    """Flask's test client, let in as a browser is: the token URL sets the cookie it then carries."""
+    from dds_jax.studio.app import create_app
+    client = create_app(api_studio, TOKEN).test_client()
+    assert client.get(f"/?token={TOKEN}").status_code == 302
+    return client, api_studio
 
 
 def post_label(client, data, seed="0", parts="hair", name="label.png"):
@@ -193,6 +204,130 @@ def test_cli_bad_model_path_is_one_line(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+# Access control over real HTTP: the secret, the Host check (DNS rebinding), the Origin check
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def http_studio(api_studio):
+    """The studio's app served on a free local port (in-process werkzeug server, a thread)."""
+    from werkzeug.serving import make_server
+    from dds_jax.studio.app import create_app
+    port = free_port()
+    server = make_server("127.0.0.1", port, create_app(api_studio, TOKEN, "127.0.0.1", port), threaded=True)
+    import threading
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield port, api_studio
+    server.shutdown()
+
+
+def http(port, method, path, headers=None, body=None):
+    """(status, headers, body text) of one request; ``headers`` may replace Host."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = dict(headers or {})
+    conn.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.putheader("Content-Length", str(len(body or b"")))
+    conn.endheaders(body or None)
+    r = conn.getresponse()
+    out = r.status, dict(r.getheaders()), r.read().decode("utf-8", "replace")
+    conn.close()
+    return out
+
+
+def let_in(port) -> str:
+    """The Cookie header a browser keeps after opening the printed URL (and checks on that cookie)."""
+    status, headers, _ = http(port, "GET", f"/?token={TOKEN}")
+    assert status == 302 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(f"dds_studio_token_{port}={TOKEN};"), cookie
+    attrs = {a.strip().lower() for a in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/"} <= attrs, cookie
+    return cookie.split(";")[0]
+
+
+def test_http_normal_path_with_the_cookie(http_studio):
+    port, studio = http_studio
+    cookie = let_in(port)
+    own = f"http://127.0.0.1:{port}"
+    status, _, text = http(port, "GET", "/", {"Cookie": cookie})
+    assert status == 200 and "<html" in text.lower()
+    status, _, text = http(port, "GET", "/api/info", {"Cookie": cookie})
+    assert status == 200 and json.loads(text)["image_size"] == 32
+    assert http(port, "GET", "/download/segmenter.zip", {"Cookie": cookie})[0] == 200
+    assert http(port, "GET", "/static/studio.js", {"Cookie": cookie})[0] == 200
+    for host in ("localhost", "[::1]"):                          # the loopback names are this studio's
+        assert http(port, "GET", "/api/info", {"Cookie": cookie, "Host": f"{host}:{port}"})[0] == 200
+    # a change from the studio's own page (its Origin) gets past the guard to the API's own checks
+    status, _, text = http(port, "POST", "/api/sample", {"Cookie": cookie, "Origin": own,
+                                                         "Content-Type": "application/json"}, b'{"seeds": "7-3"}')
+    assert status == 400 and "end before start" in text
+    # scripts may send the secret as a header instead of the cookie
+    assert http(port, "GET", "/api/info", {"Authorization": f"token {TOKEN}"})[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/api/info", "/api/runs", "/api/jobs/sample-1", "/files/0/x.png",
+                                  "/download/segmenter.zip", "/download/run/0/x", "/static/studio.js"])
+def test_http_refuses_requests_without_the_secret(http_studio, path):
+    port, _ = http_studio
+    for headers in ({}, {"Cookie": f"dds_studio_token_{port}=wrong-secret"}, {"Authorization": "token nope"},
+                    {"Cookie": f"dds_studio_token_{port + 1}={TOKEN}"}):     # another studio's cookie
+        status, _, text = http(port, "GET", path, headers)
+        assert status == 403, (path, headers)
+        assert "no valid studio token" in text and "?token=" in text and text.strip().count("\n") == 0, text
+    status, _, text = http(port, "GET", f"/?token=wrong-{TOKEN}")
+    assert status == 403 and "Set-Cookie" not in text
+
+
+def test_http_refuses_a_foreign_host(http_studio):
+    """DNS rebinding: a page re-points its own name at 127.0.0.1; the Host header gives it away."""
+    port, _ = http_studio
+    cookie = let_in(port)
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.attacker.example:{port}", ""):
+        status, _, text = http(port, "GET", "/api/info", {"Cookie": cookie, "Host": host})
+        assert status == 403 and json.loads(text)["error"].startswith(f"forbidden: Host {host!r} is not"), text
+    status, _, text = http(port, "GET", f"/?token={TOKEN}", {"Host": f"attacker.example:{port}"})
+    assert status == 403 and "Set-Cookie" not in text
+
+
+def test_http_refuses_changes_from_another_origin(http_studio):
+    """Cross-site requests: a JSON POST, and the multipart upload any page can send without a preflight."""
+    port, studio = http_studio
+    cookie = let_in(port)
+    for origin in ("http://attacker.example", f"http://127.0.0.1:{port + 1}", f"https://127.0.0.1:{port}",
+                   "null"):
+        status, _, text = http(port, "POST", "/api/sample", {"Cookie": cookie, "Origin": origin,
+                                                             "Content-Type": "application/json"}, b'{"seeds": "0"}')
+        assert status == 403 and f"a request from {origin} may not change the studio" in text, (origin, text)
+    boundary = "b0undary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"seed\"\r\n\r\n0\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"parts\"\r\n\r\nhair\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + png_bytes(hair_label()) + f"\r\n--{boundary}--\r\n".encode()
+    multipart = {"Cookie": cookie, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, _, text = http(port, "POST", "/api/label", dict(multipart, Origin="http://attacker.example"), form)
+    assert status == 403 and "may not change the studio" in text
+    status, _, text = http(port, "POST", "/api/label", dict(multipart, **{"Sec-Fetch-Site": "cross-site"}), form)
+    assert status == 403 and "from another site" in text
+    assert not (studio.labels_dir / "seed_0.png").exists()
+    # the same upload from the studio's own page is taken
+    status, _, text = http(port, "POST", "/api/label", dict(multipart, Origin=f"http://127.0.0.1:{port}"), form)
+    assert status == 200 and json.loads(text)["pixels"] == {"hair": 9 * 32}, text
+    (studio.labels_dir / "seed_0.png").unlink()
+
+
+def test_token_flag_refuses_a_weak_secret(tmp_path):
+    from dds_jax.studio import access
+    for bad in ("", "short", "has spaces in the secret", "x" * 15, "a&b" * 8):
+        with pytest.raises(ValueError, match="--token must be at least 16"):
+            access.check_token_choice(bad)
+    assert access.check_token_choice("x" * 16) == "x" * 16
+    assert access.url("127.0.0.1", 8765, "abc") == "http://127.0.0.1:8765/?token=abc"
+    assert access.url("::1", 8765, "abc") == "http://[::1]:8765/?token=abc"
+    assert access.url("0.0.0.0", 1, "abc") == "http://127.0.0.1:1/?token=abc"
+
+
+# --------------------------------------------------------------------------------------------------
 # A real browser session
 # --------------------------------------------------------------------------------------------------
 def chromium_path():
@@ -222,18 +357,24 @@ def studio_server(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dds_jax.studio", f"--config={DEMO}", f"--port={port}",
                              f"--workdir={work}", f"--config.output_dir={tmp_path / 'runs' / 'demo'}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
-        while True:
+        while True:       # the URL it prints (with its secret), then the server answering that secret
+            found = re.search(r"DDS studio on (http://\S+)", (tmp_path / "studio.log").read_text())
             try:
-                urllib.request.urlopen(url + "/api/info", timeout=2).read()
-                break
+                if found:
+                    token = found.group(1).split("?token=", 1)[1]
+                    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/info",
+                                                 headers={"Authorization": f"token {token}"})
+                    urllib.request.urlopen(req, timeout=2).read()
+                    break
             except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("the studio did not start:\n" + (tmp_path / "studio.log").read_text())
-                time.sleep(0.5)
-        yield url, work
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the studio did not start:\n" + (tmp_path / "studio.log").read_text())
+            time.sleep(0.5)
+        assert found.group(1).startswith(f"http://127.0.0.1:{port}/?token=") and len(token) >= 16
+        yield found.group(1), work
     finally:
         proc.terminate()
         try:
@@ -257,8 +398,10 @@ def test_browser_session(studio_server, tmp_path):
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 1200})
         page.set_default_timeout(480_000)     # CPU compiles on a busy 2-core machine
-        page.goto(url)
+        page.goto(url)                                       # the printed URL, with its token
         page.wait_for_selector("body[data-ready='1']")
+        assert page.url.endswith("/") and "token" not in page.url      # the cookie holds it now
+        url = url.split("/?token=", 1)[0]
         assert page.input_value("#parts") == "hair"          # configs/demo.py: parts = "hair"
 
         # 1. a grid of source samples; choose seed 0

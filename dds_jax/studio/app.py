@@ -1,7 +1,9 @@
 """The studio's web layer (Flask): JSON endpoints, served files and downloads; the page is static/."""
 import io
 import pathlib
+from typing import Optional
 
+from dds_jax.studio import access
 from dds_jax.studio.engine import Studio, parse_seed_list
 from dds_jax.studio.jobs import JobRunner
 from dds_jax.studio.uploads import MAX_UPLOAD_BYTES, UploadError, read_upload_image
@@ -9,8 +11,10 @@ from dds_jax.studio.uploads import MAX_UPLOAD_BYTES, UploadError, read_upload_im
 STATIC = pathlib.Path(__file__).parent / "static"
 
 
-def create_app(studio: Studio):
-    from flask import Flask, abort, jsonify, request, send_file
+def create_app(studio: Studio, token: str, host: str = "127.0.0.1", port: Optional[int] = None):
+    """The studio's app; every request needs ``token`` (:mod:`dds_jax.studio.access`), a ``Host`` of
+    ``host`` or a loopback name, and for changes an ``Origin`` of this studio (``port``: None = any)."""
+    from flask import Flask, abort, jsonify, redirect, request, send_file
 
     app = Flask("dds_jax.studio", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 64 * 1024     # the form fields around the file
@@ -28,6 +32,24 @@ def create_app(studio: Studio):
     @app.errorhandler(413)
     def too_large(e):
         return fail(f"the upload is too big (at most {MAX_UPLOAD_BYTES // 2**20} MiB)", 413)
+
+    hosts, cookie = access.allowed_hosts(host), access.cookie_name(port)
+
+    def secret_given():
+        auth = request.headers.get("Authorization", "")
+        return (request.args.get("token") or request.cookies.get(cookie)
+                or (auth[6:].strip() if auth.lower().startswith("token ") else None))
+
+    @app.before_request
+    def guard():
+        why = access.refusal(request.method, request.headers, hosts, port, token, secret_given())
+        if why is not None:
+            return (fail(why, 403) if request.path.startswith("/api/")
+                    else (why + "\n", 403, {"Content-Type": "text/plain; charset=utf-8"}))
+        if request.args.get("token") and request.method == "GET" and request.path == "/":
+            response = redirect("/")                  # the secret leaves the address bar for the cookie
+            response.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
+            return response
 
     def body() -> dict:
         data = request.get_json(silent=True)
