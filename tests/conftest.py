@@ -1,10 +1,18 @@
 import os
+import pathlib
 import sys
 
 # Tests run on CPU; 4 host devices let the sharding tests run on one machine.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+
+# A persistent compilation cache for the whole run: the same program compiled by two tests, by a test
+# and a program it starts (the variables are inherited), or by a later run is read from disk instead.
+# JAX keys every entry by the program, the jax/XLA versions and the flags, so a stale entry is never used.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -20,12 +28,10 @@ def demo_run(tmp_path_factory):
     return pipeline.run_dds(demo_config(tmp_path_factory.mktemp("demo_run")))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _release_compiled_functions():
-    """Drop JAX's compiled executables after every test module: one pytest process compiles thousands of
-    functions over the suite, and without this their memory only grows (it also keeps modules independent)."""
-    yield
-    import gc
-    import jax
-    jax.clear_caches()
-    gc.collect()
+@pytest.fixture
+def program(capfd, monkeypatch):
+    """Runs a program in this process as its command line in the repository would (see
+    :func:`cli_utils.run_program`)."""
+    from cli_utils import run_program
+    monkeypatch.chdir(ROOT)
+    return lambda target, *args, **kw: run_program(capfd, target, *args, **kw)

@@ -147,8 +147,8 @@ def _lines(text):
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
-def test_cli_help():
-    r = _cli("--helpfull")
+def test_cli_help(program):
+    r = program("dds_jax.main", "--helpfull")
     assert "--config" in r.stdout
 
 
@@ -159,15 +159,21 @@ def _console_scripts():
 
 @pytest.mark.parametrize("command", [[s] for s in _console_scripts()]
                          + [[sys.executable, "convert/torch_to_flax.py"]], ids=lambda c: c[-1])
-def test_help_of_every_entry_point_lists_its_flags(command):
+def test_help_of_every_entry_point_lists_its_flags(command, program):
     """absl lists only the started file's flags; the dds-* scripts and the wrappers start another file
     than the program module that defines the flags (cli.common.run makes them the started file's).
-    ``python -m dds_jax.demo_models``: tests/test_demo_models.py::test_cli_help."""
-    exe = shutil.which(command[0], path=os.path.dirname(sys.executable)) if len(command) == 1 else command[0]
-    if exe is None:
-        pytest.skip(f"{command[0]} is not installed (pip install -e .)")
-    r = subprocess.run([exe, *command[1:], "--help"], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    ``python -m dds_jax.demo_models``: tests/test_demo_models.py::test_cli_help. In this process (the
+    started file is the script's path, as the console script's or the wrapper's own process would have
+    it); tests/test_docs.py starts one console script as a real process."""
+    if len(command) == 1:
+        from importlib import metadata
+        exe = shutil.which(command[0], path=os.path.dirname(sys.executable))
+        if exe is None:
+            pytest.skip(f"{command[0]} is not installed (pip install -e .)")
+        target = next(e.value for e in metadata.entry_points(group="console_scripts") if e.name == command[0])
+    else:
+        exe, target = str(ROOT / command[1]), "dds_jax.cli.convert:run"        # what the wrapper runs
+    r = program(target, "--help", argv0=exe)
     assert "\nflags:\n" in r.stdout and "\n  --" in r.stdout, (r.stdout[-1000:], r.stderr[-1000:])
 
 
@@ -177,11 +183,11 @@ def test_help_of_every_entry_point_lists_its_flags(command):
     ("--config=configs/nope.py", "config file not found: configs/nope.py"),
     ("--config.iterations=many", "--config.iterations=many"),
 ], ids=["unknown", "typo", "no_file", "bad_value"])
-def test_cli_bad_config_is_one_line(arg, expect, tmp_path):
+def test_cli_bad_config_is_one_line(arg, expect, tmp_path, program):
     """Issue 11 items 4 and 11: one line on stderr (no traceback, no absl E-line), exit 2; unknown
     fields list the valid ones."""
     args = [f"--config={DEMO}", arg] if arg.startswith("--config.") else [arg]
-    r = _cli(*args, f"--config.output_dir={tmp_path / 'run'}")
+    r = program("dds_jax.main", *args, f"--config.output_dir={tmp_path / 'run'}")
     assert r.returncode == 2, r.stderr[-2000:]
     lines = _lines(r.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], r.stderr[-2000:]
@@ -190,10 +196,11 @@ def test_cli_bad_config_is_one_line(arg, expect, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_runs_the_demo_after_a_failed_validation(tmp_path):
-    """Item 5: a run refused by validation leaves nothing behind; the corrected command then runs."""
+def test_cli_runs_the_demo_after_a_failed_validation(tmp_path, program):
+    """Item 5: a run refused by validation leaves nothing behind; the corrected command then runs (in a
+    process of its own, as a user runs it)."""
     out = tmp_path / "run"
-    r = _cli(f"--config={DEMO}", "--config.seeds=7-0", f"--config.output_dir={out}")
+    r = program("dds_jax.main", f"--config={DEMO}", "--config.seeds=7-0", f"--config.output_dir={out}")
     assert r.returncode == 2 and _lines(r.stderr) == ["error: config.seeds: bad seed range '7-0': end before start"]
     assert not out.exists()
     r = _cli(f"--config={DEMO}", "--config.seeds=3", "--config.iterations=2", "--config.chunk=2",
@@ -207,7 +214,8 @@ def test_cli_runs_the_demo_after_a_failed_validation(tmp_path):
 
 def test_cli_every_seed_skipped_is_an_error(tmp_path):
     """Item 6: the demo segmenter finds no eyes/nose/mouth pixel in seeds 0-1 -> exit 2 with one error
-    line, no success message, each warning once, and nothing left that blocks the next command."""
+    line, no success message, each warning once (on the process's stderr: a real process), and nothing
+    left that blocks the next command."""
     out = tmp_path / "run"
     r = _cli(f"--config={DEMO}", "--config.parts=eyes,nose,mouth", "--config.seeds=0-1",
              "--config.iterations=2", "--config.chunk=2", f"--config.output_dir={out}")
@@ -312,28 +320,28 @@ def test_every_dds_option_is_settable_from_a_config(tmp_path):
     assert set(config_lib.DDS_FIELDS) <= set(config_lib.RESUME_FIELDS)
 
 
-def test_seed_is_the_same_image_in_every_command(tmp_path):
+def test_seed_is_the_same_image_in_every_command(tmp_path, program):
     """Items 2 and 7: with truncation < 1, main's x_s / x_t of a seed are what ``sample`` and
     ``segment sample`` draw for that seed (the same truncation centre), with demo:<name> models."""
     out = pipeline.run_dds(_demo_config(tmp_path / "run", mode="paper", seeds="3", truncation_source=0.6,
                                         truncation_target=0.8, iterations=2, chunk=2, snapshot_every=0,
                                         checkpoint_every=0, batch_size=1))
-    r = _cli("--ckpt=demo:sketch", "--seeds=3", "--truncation=0.6", f"--out={tmp_path / 's'}",
-             module="dds_jax.cli.sample")
+    r = program("dds_jax.cli.sample", "--ckpt=demo:sketch", "--seeds=3", "--truncation=0.6",
+                f"--out={tmp_path / 's'}")
     assert r.returncode == 0, r.stderr[-2000:]
-    r = _cli("sample", "--ckpt=demo:photo", "--seeds=3", "--truncation=0.8", f"--out={tmp_path / 'p'}",
-             module="dds_jax.cli.segment")
+    r = program("dds_jax.cli.segment", "sample", "--ckpt=demo:photo", "--seeds=3", "--truncation=0.8",
+                f"--out={tmp_path / 'p'}")
     assert r.returncode == 0, r.stderr[-2000:]
     d = run_io.seed_dir(out, "s2t", 3)
     for mine, theirs in (("source", tmp_path / "s" / "seed_3.png"), ("target", tmp_path / "p" / "seed_3.png")):
         a = files.read_image(d / f"{mine}.png").astype(int)
         b = files.read_image(theirs)[..., :3].astype(int)
         assert np.abs(a - b).max() <= 1, mine                        # uint8 rounding only
-    r = _cli("predict", "--ckpt=demo:photo", "--seg=demo:segmenter", "--seeds=3", "--parts=hair",
-             f"--out={tmp_path / 'm'}", module="dds_jax.cli.segment")
+    r = program("dds_jax.cli.segment", "predict", "--ckpt=demo:photo", "--seg=demo:segmenter", "--seeds=3",
+                "--parts=hair", f"--out={tmp_path / 'm'}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "m" / "seed_3_mask.png").is_file()
-    r = _cli("--ckpt=demo:nope", "--seeds=3", f"--out={tmp_path / 'x'}", module="dds_jax.cli.sample")
+    r = program("dds_jax.cli.sample", "--ckpt=demo:nope", "--seeds=3", f"--out={tmp_path / 'x'}")
     assert r.returncode == 2 and "demo:photo" in r.stderr
 
 

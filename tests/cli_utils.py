@@ -1,0 +1,47 @@
+"""Programs run in this process: a program's ``run()`` under the ``sys.argv`` its command line gives it.
+
+Help and bad-input tests need no process of their own: starting Python, importing jax and the program
+costs seconds each. The runs that must be real processes (a whole run, Ctrl-C, two processes, the
+studio server, the converter script) stay subprocesses in their tests.
+"""
+import dataclasses
+import importlib
+import sys
+
+from absl import app, flags
+
+
+@dataclasses.dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_program(capfd, target: str, *args: str, argv0: str = None) -> Result:
+    """``python -m MODULE ARGS`` for target ``MODULE``; ``MODULE:FUNCTION`` calls that function (a
+    console script's entry point) with ``argv0`` as the started file. Every program calls
+    ``cli.common.run``, which defines its flags; they are removed again afterwards, so the next program
+    can define its own."""
+    module_name, _, function = target.partition(":")
+    module = importlib.import_module(module_name)
+    app.define_help_flags()                    # once per process, as app.run does; kept
+    defined = set(flags.FLAGS)
+    saved = sys.argv, sys.modules["__main__"]
+    sys.argv = [argv0 or module.__file__, *args]
+    sys.modules["__main__"] = module           # absl's --help prints the started module's docstring
+    capfd.readouterr()
+    code = 0
+    try:
+        getattr(module, function or "run")()
+    except SystemExit as e:
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)        # what the interpreter prints for sys.exit("message")
+    finally:
+        sys.argv, sys.modules["__main__"] = saved
+        for name in set(flags.FLAGS) - defined:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+    out, err = capfd.readouterr()
+    return Result(code, out, err)
