@@ -124,7 +124,47 @@ def load_model(directory, expect_kind: str = None) -> Model:
     if expect_kind is not None and kind != expect_kind:
         raise ValueError(f"{directory}: holds a {kind!r} model, expected {expect_kind!r}")
     params = _to_numpy(_restore(directory / "params"))
+    _check_config_matches(kind, meta["config"], params, meta_path)
     return Model(kind=kind, config=meta["config"], params=params, path=directory)
+
+
+# kind -> the function reading the shape-fixing config fields back from a parameter tree
+_DESCRIBE_PARAMS = {"stylegan2": "dds_jax.models.stylegan2:describe_params",
+                    "segmenter": "dds_jax.models.segmenter:describe_params"}
+
+
+def config_mismatches(config: dict, stored: dict) -> list:
+    """'field is X but the stored parameters have Y' for every field of ``config`` that differs from
+    ``stored`` (what the parameters' shapes say; a dict field is compared entry by entry)."""
+    out = []
+    for field, have in stored.items():
+        if field not in config:
+            continue
+        said = config[field]
+        if isinstance(have, dict) and isinstance(said, dict):
+            said = {str(k): v for k, v in said.items()}
+            out += [f"{field}[{k!r}] is {said.get(k)!r} but the stored parameters have {have.get(k)!r}"
+                    for k in sorted(set(said) | set(have), key=lambda k: (len(k), k)) if said.get(k) != have.get(k)]
+        elif said != have:
+            out.append(f"{field} is {said!r} but the stored parameters have {have!r}")
+    return out
+
+
+def _check_config_matches(kind: str, config: dict, params, meta_path: pathlib.Path) -> None:
+    """model.json must describe the stored parameters: an edited field (n_mlp, a channel count) would
+    load and silently drop layers, or fail deep inside the model with a traceback."""
+    if kind not in _DESCRIBE_PARAMS:
+        return
+    import importlib
+    module, fn = _DESCRIBE_PARAMS[kind].split(":")
+    try:
+        stored = getattr(importlib.import_module(module), fn)(params)
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise CorruptCheckpointError(f"{meta_path.parent / 'params'}: not the parameters of a {kind} model "
+                                     f"({type(e).__name__}: {e}); {REMEDY}") from None
+    wrong = config_mismatches(config, stored)
+    if wrong:
+        raise CorruptCheckpointError(f"{meta_path}: {'; '.join(wrong)}; correct model.json (or {REMEDY})")
 
 
 def _to_numpy(tree):

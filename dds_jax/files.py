@@ -2,10 +2,11 @@
 images, grids, GIFs, figures, JSON; seed lists and seed -> z."""
 import contextlib
 import json
+import logging
 import os
 import pathlib
 import re
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -108,7 +109,7 @@ def to_uint8(images, drange=(-1.0, 1.0)) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # PIL modes that convert to 8-bit RGB / greyscale without guessing a range (16-bit and float images do not)
 _READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 
@@ -121,32 +122,62 @@ def image_files(directory, what: str = "image folder") -> List[pathlib.Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_square_image(path, size: int, min_size: int = 1, mask: bool = False) -> np.ndarray:
-    """An image file centre-cropped to a square and resized to ``size``: uint8 [size, size, 3] (Lanczos),
-    or with ``mask`` a bool [size, size] (nearest; grey > 127 = part). Errors name the file: unreadable,
-    an unsupported mode (16-bit, float), or a short side below ``min_size`` pixels."""
+_LARGE_IMAGES_LOGGED = set()
+
+
+@contextlib.contextmanager
+def open_image(path):
+    """``PIL.Image.open`` + ``load`` of an image as it is meant to be seen: EXIF orientation applied (a
+    phone photo held upside down is turned upright), a GIF's first frame. PIL's decompression-bomb
+    warning becomes one log line naming the file; errors name the file."""
+    import warnings
+    from PIL import ImageOps
     path = pathlib.Path(path)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            im = Image.open(path)
             im.load()
-            if im.mode not in _READABLE_MODES:
-                raise ValueError(f"{path}: image mode {im.mode!r} is not supported; save it as 8-bit RGB "
-                                 "or greyscale")
-            w, h = im.size
-            if min(w, h) < min_size:
-                raise ValueError(f"{path}: {w}x{h} pixels is too small (the short side needs at least "
-                                 f"{min_size} pixels for a {size}x{size} generator)")
-            im = im.convert("L" if mask else "RGB")
-            s = min(w, h)
-            left, top = (w - s) // 2, (h - s) // 2
-            im = im.crop((left, top, left + s, top + s))
-            if s != size:
-                im = im.resize((size, size), Image.NEAREST if mask else Image.LANCZOS)
-            a = np.asarray(im, np.uint8)
+        with im:
+            large = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
+            if large and str(path) not in _LARGE_IMAGES_LOGGED:
+                _LARGE_IMAGES_LOGGED.add(str(path))
+                logging.warning("%s: %dx%d pixels is a very large image; reading it takes much memory "
+                                "(shrink it to save time)", path, *im.size)
+            yield ImageOps.exif_transpose(im)
     except ValueError:
         raise
     except Exception as e:  # PIL raises many types for corrupt files
         raise ValueError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+def image_size(path) -> Tuple[int, int]:
+    """(width, height) of an image file as shown (EXIF orientation applied)."""
+    with open_image(path) as im:
+        return im.size
+
+
+def read_square_image(path, size: int, min_size: int = 1, mask: bool = False) -> np.ndarray:
+    """An image file centre-cropped to a square and resized to ``size``: uint8 [size, size, 3] (Lanczos),
+    or with ``mask`` a bool [size, size] (nearest; grey > 127 = part). EXIF orientation is applied.
+    Errors name the file: unreadable, an unsupported mode (16-bit, float), or a short side below
+    ``min_size`` pixels."""
+    path = pathlib.Path(path)
+    with open_image(path) as im:
+        if im.mode not in _READABLE_MODES:
+            raise ValueError(f"{path}: image mode {im.mode!r} is not supported; save it as 8-bit RGB "
+                             "or greyscale")
+        w, h = im.size
+        if min(w, h) < min_size:
+            raise ValueError(f"{path}: {w}x{h} pixels is too small (the short side needs at least "
+                             f"{min_size} pixels for a {size}x{size} generator)")
+        im = im.convert("L" if mask else "RGB")
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s))
+        if s != size:
+            im = im.resize((size, size), Image.NEAREST if mask else Image.LANCZOS)
+        a = np.asarray(im, np.uint8)
     return a > 127 if mask else a
 
 

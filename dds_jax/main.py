@@ -18,8 +18,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                              lock_config=True)
+    _CONFIG = config_flags.DEFINE_config_file("config", None, common.config_help(), lock_config=True)
     flags.DEFINE_bool("distributed", False, "Multi-process run (jax.distributed): every process runs its "
                       "share of the seeds on its local devices, all write into one run directory (see README).")
     flags.DEFINE_string("coordinator_address", None, "--distributed: host:port of process 0 (default: "

@@ -9,8 +9,18 @@ from absl import app
 
 # What a program raises for bad input (a wrong flag value, a missing or corrupt file, a run that does
 # not match): every library error type derives from one of these (ConversionError, CorruptCheckpointError,
-# UploadError, NoResultsError are ValueErrors). FloatingPointError: a training run that diverged.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, FloatingPointError)
+# UploadError, NoResultsError are ValueErrors). FloatingPointError: a training run that diverged;
+# PermissionError: an output folder (or input) the user may not write (read).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, FloatingPointError,
+               PermissionError)
+
+
+def error_message(e: BaseException) -> str:
+    """The one line a user error prints: its message; an OS error names its file and the remedy."""
+    if isinstance(e, PermissionError) and e.filename:
+        return (f"{e.filename}: permission denied; choose a folder you may write (or fix its permissions) "
+                "and run the command again")
+    return str(e)
 
 
 def fail(message: str) -> None:
@@ -62,12 +72,19 @@ def run(main: Callable, define_flags: Optional[Callable] = None, flags_parser: O
         except KeyboardInterrupt:
             interrupted(resume(sys.argv) if resume else None, interrupt_note)
         except errors as e:
-            fail(str(e))
+            fail(error_message(e))
 
-    if flags_parser is None:
-        app.run(guarded)
-    else:
-        app.run(guarded, flags_parser=flags_parser)
+    app.run(guarded, flags_parser=flags_parser or parse_flags)
+
+
+def parse_flags(argv):
+    """absl ``flags_parser``: a bad flag (unknown, an --enum value not listed, ...) is ONE line naming
+    it, exit 2 (absl's own parser prints a FATAL block and exits 1)."""
+    from absl import flags
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,6 +103,14 @@ def _config_args(argv, flag: str):
     return files, fields
 
 
+def config_help(what: str = "Experiment config file (configs/*.py)") -> str:
+    """``--config``'s help: the file, then every field that ``--config.<field>=value`` may set, with its
+    default (absl lists no field of a config file by itself)."""
+    from dds_jax.dds import config as config_lib
+    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(config_lib.base_config().items()))
+    return f"{what}. Override any field with --config.<field>=value; fields (base defaults): {fields}"
+
+
 def parse_config_flags(argv, flag: str = "config"):
     """absl ``flags_parser`` for a program whose ``--config`` is a DDS experiment file: unknown fields
     (listing the valid ones), a missing config file and unparsable values print ONE line and exit 2."""
@@ -102,9 +127,7 @@ def parse_config_flags(argv, flag: str = "config"):
     if unknown:
         fail(config_lib.unknown_field_message(unknown, valid))
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(str(e).splitlines()[0])
+        return parse_flags(argv)
     except Exception as e:         # a config file that fails to load or to take an override
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         fail(f"--{flag}: {type(e).__name__}: {lines[-1].strip() if lines else ''}")

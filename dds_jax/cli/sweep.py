@@ -14,7 +14,7 @@ _CONFIG = None
 
 def define_flags():
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).")
+    _CONFIG = config_flags.DEFINE_config_file("config", None, common.config_help())
     flags.DEFINE_list("params", list(sweep.PARAMS), "Which weights to sweep (alpha, beta, gamma).")
     flags.DEFINE_list("values", ["0", "0.25", "0.5", "0.75", "1"], "Values given to each swept weight.")
     flags.DEFINE_string("inception_ckpt", None, "Converted pytorch-fid Inception; without it the plot shows PSNR.")

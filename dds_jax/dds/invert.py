@@ -39,12 +39,14 @@ def _invert_fn(config: sg.GeneratorConfig, steps: int, lr: float):
     return run
 
 
-def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, batch_size: int = 32):
+def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, batch_size: int = 32,
+           progress: Optional[Callable[[int], None]] = None):
     """images: uint8 [N, H, W, 3] (or float in [-1, 1]) at the generator's resolution.
 
     Starts every image at the mean w in all layers; optimises W+ against the pixel MSE with the
     checkpoint's fixed noise. Returns (wplus [N, n_latent, D], reconstructions [N, H, W, 3] in [-1, 1],
-    features (list of [N, h, w, C]), per-image MSE [N]) as numpy arrays."""
+    features (list of [N, h, w, C]), per-image MSE [N]) as numpy arrays. ``progress(n)`` is told each
+    time ``n`` more images are done."""
     images = np.asarray(images)
     if images.dtype == np.uint8:
         images = images.astype(np.float32) / 127.5 - 1.0
@@ -53,10 +55,18 @@ def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, 
         raise ValueError(f"images must be [N, {size}, {size}, 3] for this generator, got {images.shape}")
     w_avg = jnp.asarray(generation.truncation_mean(gen))
     run = _invert_fn(gen.config, int(steps), float(lr))
+    done = [0]
+    if progress is not None:
+        progress(0)                              # started (a caller may show its bar only now)
 
     def invert_batch(chunk):
         w0 = jnp.broadcast_to(w_avg, (len(chunk), gen.config.n_latent, w_avg.shape[-1]))
-        return run(gen.variables, jnp.asarray(chunk, jnp.float32), w0)[:3]
+        out = jax.block_until_ready(run(gen.variables, jnp.asarray(chunk, jnp.float32), w0)[:3])
+        if progress is not None:                 # the last batch is padded: count real images only
+            n = min(len(chunk), len(images) - done[0])
+            done[0] += n
+            progress(n)
+        return out
     wplus, recon, feats = ops.map_batches(invert_batch, images, batch_size)
     mse = np.mean((recon - images) ** 2, axis=(1, 2, 3))
     return wplus, recon, feats, mse
@@ -71,14 +81,16 @@ def fingerprint(variables) -> str:
 
 
 def invert_pair(gen_s, gen_t, source_images, target_images, steps: int, lr: float = 0.05,
-                cache: Optional[pathlib.Path] = None, key: Optional[dict] = None) -> dict:
+                cache: Optional[pathlib.Path] = None, key: Optional[dict] = None, batch_size: int = 32,
+                progress: Optional[Callable[[int], None]] = None) -> dict:
     """W+ inversions of source images into G_s and target images into G_t (uint8 [N, H, W, 3]). Either
     may be None: then the other domain's latents are used for both (paired, the same W+ in G_s and G_t).
 
     Returns {w_s, x_s, w_t, x_t (float [-1, 1]), mse_s, mse_t [N] (NaN for a domain not inverted),
     feats_s, feats_t (lists of [N, h, w, C])}. With ``cache`` (an .npz path) and ``key`` (a JSON-able
     description of the inputs), the latents of a finished inversion with the same key are reused
-    (images and features are re-rendered from them); the file is written atomically."""
+    (images and features are re-rendered from them); the file is written atomically. ``batch_size``
+    and ``progress``: as :func:`invert`'s."""
     if source_images is None and target_images is None:
         raise ValueError("invert_pair needs source or target images")
     key_text = json.dumps(key, sort_keys=True)
@@ -92,7 +104,7 @@ def invert_pair(gen_s, gen_t, source_images, target_images, steps: int, lr: floa
         latents = {}
         for tag, gen, images in (("s", gen_s, source_images), ("t", gen_t, target_images)):
             if images is not None:
-                w, _, _, mse = invert(gen, images, steps=steps, lr=lr)
+                w, _, _, mse = invert(gen, images, steps=steps, lr=lr, batch_size=batch_size, progress=progress)
                 latents.update({f"w_{tag}": w, f"mse_{tag}": mse})
         for tag, other in (("s", "t"), ("t", "s")):
             if f"w_{tag}" not in latents:

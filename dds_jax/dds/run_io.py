@@ -95,3 +95,22 @@ def read_snapshots(run_dir, direction: str, seeds: Iterable[int]):
             iterations = it
             frames.append(z["images"])
     return iterations, np.stack(frames, axis=1).astype(np.float32) / 255.0
+
+
+def forget_seeds(run_dir, seeds: Iterable[int]) -> None:
+    """Make ``seeds`` to-do again in a run: their result folders go and run.json (written atomically)
+    no longer lists them as finished or failed."""
+    import shutil
+    seeds = {int(s) for s in seeds}
+    if not seeds:
+        return
+    run = load_run(run_dir)
+    for d in run_directions(run):
+        for s in seeds:
+            shutil.rmtree(seed_dir(run_dir, d, s), ignore_errors=True)
+    run["seeds"] = [s for s in run.get("seeds", []) if s not in seeds]
+    run["failed_seeds"] = {d: [s for s in ss if s not in seeds] for d, ss in run.get("failed_seeds", {}).items()}
+    run["failures"] = [f for f in run.get("failures", []) if f.get("seed") not in seeds]
+    run["final_losses"] = {d: {k: v for k, v in losses.items() if int(k) not in seeds}
+                           for d, losses in run.get("final_losses", {}).items()}
+    files.write_json(pathlib.Path(run_dir) / "run.json", run)

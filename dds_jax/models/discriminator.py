@@ -335,6 +335,10 @@ def _select_discriminator(obj: Any, discriminator_key: str, source: str) -> Dict
         raise ConversionError(f"{source}: expected a dict, got {type(obj).__name__}")
     if discriminator_key in obj and isinstance(obj[discriminator_key], dict):
         sd = obj[discriminator_key]
+    elif discriminator_key in obj:
+        raise ConversionError(f"{source}: {discriminator_key!r} holds a {type(obj[discriminator_key]).__name__}, "
+                              "not a discriminator state_dict (a dict of named tensors); name the entry "
+                              "that holds one with --discriminator_key")
     elif not any(str(k).split(".", 2)[0] in ("convs", "final_conv", "final_linear")
                  or str(k).startswith("module.") for k in obj):
         present = sorted(str(k) for k in obj)

@@ -11,6 +11,7 @@ Variables of a ``Generator``:
 """
 import dataclasses
 import math
+import re
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
@@ -376,6 +377,18 @@ def mix_styles(styles, n_latent: int, inject_index: Optional[int] = None):
     return jnp.concatenate([a, b], axis=1)
 
 
+def describe_params(variables) -> dict:
+    """The config fields that fix the parameter shapes (as ``GeneratorConfig.to_dict`` writes them),
+    read from a variables tree: ``size``, ``style_dim``, ``n_mlp``, ``channels``."""
+    mapping, synthesis = variables["params"]["mapping"], variables["params"]["synthesis"]
+    n_mlp = sum(1 for k in mapping if re.fullmatch(r"fc\d+", k))
+    n_up = sum(1 for k in synthesis if re.fullmatch(r"to_rgbs_\d+", k))
+    channels = {"4": int(np.shape(synthesis["const"])[-1])}
+    channels.update({str(8 * 2 ** i): int(np.shape(synthesis[f"convs_{2 * i}"]["bias"])[0]) for i in range(n_up)})
+    return {"size": 4 * 2 ** n_up, "style_dim": int(np.shape(mapping["fc0"]["weight"])[0]), "n_mlp": n_mlp,
+            "channels": channels}
+
+
 # --------------------------------------------------------------------------------------------------
 # Functional helpers
 # --------------------------------------------------------------------------------------------------
@@ -435,6 +448,10 @@ def _select_generator(obj: Any, generator_key: str, source: str):
     if generator_key in obj and isinstance(obj[generator_key], dict):
         sd = obj[generator_key]
         latent_avg = obj.get("latent_avg")
+    elif generator_key in obj:
+        raise ConversionError(f"{source}: {generator_key!r} holds a {type(obj[generator_key]).__name__}, not a "
+                              "generator state_dict (a dict of named tensors); convert the checkpoint that "
+                              "train.py saved, or name the entry that holds one with --generator_key")
     elif any(k in obj for k in ("g_ema", "g", "d")) and not any(k.startswith("style.") for k in obj):
         present = [k for k in obj if isinstance(obj[k], dict)]
         raise ConversionError(f"{source}: no {generator_key!r} in the checkpoint (it holds {present})")

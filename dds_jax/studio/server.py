@@ -7,8 +7,9 @@ from dds_jax.studio import access
 def define_flags():
     from absl import flags
     from ml_collections import config_flags
-    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py); its models, "
-                                    "parts and DDS settings are the studio's defaults.", lock_config=True)
+    config_flags.DEFINE_config_file("config", None, common.config_help(
+        "Experiment config file (configs/*.py); its models, parts and DDS settings are the studio's "
+        "defaults"), lock_config=True)
     flags.DEFINE_integer("port", 8765, "Port on 127.0.0.1.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (keep it local: the secret in the URL "
                         "travels unencrypted over plain HTTP).")
