@@ -189,7 +189,7 @@ def test_resume_after_an_edited_image_redoes_it(tmp_path, monkeypatch, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         pipeline.run_dds(c(resume=True))
-    assert any("images changed since the run started: face_1; doing them again" in r.getMessage()
+    assert any("images changed since the run started: face_1; their old results are removed" in r.getMessage()
                for r in caplog.records)
     after = {i: files.read_image(run_io.seed_dir(out, "s2t", i) / "target.png") for i in range(3)}
     run = json.loads((out / "run.json").read_text())
@@ -205,6 +205,16 @@ def test_resume_after_an_edited_image_redoes_it(tmp_path, monkeypatch, caplog):
     tile = after[1].shape[0]
     np.testing.assert_array_equal(sheet[2 + (tile + 2) + 0:2 + (tile + 2) + tile, 2 + tile + 2:2 + 2 * tile + 2],
                                   after[1][..., :3])
+
+
+def test_changed_problems_are_edited_inserted_and_gone_images(tmp_path):
+    files.write_json(tmp_path / "run.json", {"images": [{"index": i, "name": n, "sha1": h}
+                                                        for i, (n, h) in enumerate(zip("abc", "123"))]})
+    assert image_inputs.changed_problems(tmp_path, ["a", "b", "c"], ["1", "2", "3"]) == []
+    assert image_inputs.changed_problems(tmp_path, ["a", "b", "c"], ["1", "9", "3"]) == [1]      # edited
+    assert image_inputs.changed_problems(tmp_path, ["a", "a2", "b", "c"], ["1", "5", "2", "3"]) == [1, 2]  # inserted
+    assert image_inputs.changed_problems(tmp_path, ["a"], ["1"]) == [1, 2]                         # gone
+    assert image_inputs.changed_problems(tmp_path / "new", ["a"], ["1"]) == []                     # no run yet
 
 
 def test_resume_with_other_seeds_is_refused(tmp_path, capfd):

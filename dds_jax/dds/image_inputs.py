@@ -106,13 +106,14 @@ def problem_digests(files_per_problem: Sequence[Sequence[pathlib.Path]]) -> List
 
 
 def changed_problems(run_dir: pathlib.Path, stems: Sequence[str], digests: Sequence[str]) -> List[int]:
-    """Problems whose image (or mask) differs from what the run recorded for that index in run.json:
-    an edited, renamed, added or removed image; their results are stale."""
+    """Problems whose results are stale: the image (or mask) at that index differs from what run.json
+    recorded (an edited, renamed or inserted image), or the index has no image any more."""
     if not (pathlib.Path(run_dir) / "run.json").is_file():
         return []
     old = {e["index"]: e for e in run_io.load_run(run_dir).get("images", [])}
     return [i for i, (name, digest) in enumerate(zip(stems, digests))
-            if i in old and (old[i].get("name") != name or old[i].get("sha1", digest) != digest)]
+            if i in old and (old[i].get("name") != name or old[i].get("sha1", digest) != digest)] + \
+        sorted(i for i in old if i >= len(stems))
 
 
 # The mean pixel MSE (images in [-1, 1]) above which an image is reported as one its generator cannot
@@ -184,8 +185,10 @@ def load(c, gen_s, gen_t, run_dir: pathlib.Path) -> ImageSet:
     digests = problem_digests(per_problem)
     stale = changed_problems(run_dir, stems, digests) if c.get("resume") else []
     if stale and jax.process_index() == 0:
-        logging.warning("images changed since the run started: %s; doing them again",
-                        ", ".join(stems[i] for i in stale[:5]) + (" ..." if len(stale) > 5 else ""))
+        named = [stems[i] if i < len(stems) else f"#{i} (gone)" for i in stale]
+        logging.warning("images changed since the run started: %s; their old results are removed and "
+                        "the images there now are done again",
+                        ", ".join(named[:5]) + (" ..." if len(named) > 5 else ""))
         run_io.forget_seeds(run_dir, stale)
     key = {"source": invert.fingerprint(gen_s.variables), "target": invert.fingerprint(gen_t.variables),
            "source_images": None if paths["source"] is None else _digest(paths["source"]),

@@ -7,6 +7,8 @@ import time
 import traceback
 from typing import Any, Callable, Dict, Optional
 
+from dds_jax.cli import common
+
 
 class Job:
     """State of one background job, read by the page through ``GET /api/jobs/<id>``."""
@@ -64,8 +66,8 @@ class JobRunner:
             try:
                 job.result = job.fn(job)
                 job.state = "done"
-            except (ValueError, FileNotFoundError, FileExistsError) as e:   # bad input: one line
-                job.error, job.state = str(e), "error"
+            except common.USER_ERRORS as e:                                 # bad input: one line
+                job.error, job.state = common.error_message(e), "error"
             except Exception as e:                                          # a bug: keep the traceback
                 logging.error("studio job %s failed:\n%s", job.id, traceback.format_exc())
                 job.error, job.state = f"{type(e).__name__}: {e}", "error"
