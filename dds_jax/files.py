@@ -147,6 +147,9 @@ def open_image(path):
             yield ImageOps.exif_transpose(im)
     except ValueError:
         raise
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too many to read safely; "
+                         "shrink the image") from None
     except Exception as e:  # PIL raises many types for corrupt files
         raise ValueError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 

@@ -113,6 +113,10 @@ def test_huge_image_warns_once(tmp_path, monkeypatch, caplog, recwarn):
         f"{tmp_path / 'big.png'}: 64x64 pixels is a very large image; reading it takes much memory "
         "(shrink it to save time)"]
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 2 - 1)  # beyond twice the limit: refused
+    with pytest.raises(ValueError) as e:
+        files.read_square_image(tmp_path / "big.png", 32)
+    assert str(e.value) == f"{tmp_path / 'big.png'}: more than 4094 pixels, too many to read safely; shrink the image"
 
 
 def _faces(folder, n=2, seed=11, domain="photo"):
