@@ -6,6 +6,8 @@ studio server, the converter script) stay subprocesses in their tests.
 """
 import dataclasses
 import importlib
+import pathlib
+import runpy
 import sys
 
 from absl import app, flags
@@ -18,22 +20,32 @@ class Result:
     stderr: str
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
 def run_program(capfd, target: str, *args: str, argv0: str = None) -> Result:
-    """``python -m MODULE ARGS`` for target ``MODULE``; ``MODULE:FUNCTION`` calls that function (a
-    console script's entry point) with ``argv0`` as the started file. Every program calls
-    ``cli.common.run``, which defines its flags; they are removed again afterwards, so the next program
-    can define its own."""
-    module_name, _, function = target.partition(":")
-    module = importlib.import_module(module_name)
+    """``python -m MODULE ARGS`` for target ``MODULE``; ``python FILE.py ARGS`` for a script of the
+    repository (``convert/torch_to_flax.py``); ``MODULE:FUNCTION`` calls that function (a console
+    script's entry point) with ``argv0`` as the started file. Every program calls ``cli.common.run``,
+    which defines its flags; they are removed again afterwards, so the next program can define its own."""
+    if target.endswith(".py"):
+        script = str(ROOT / target)
+        module, argv0 = None, script
+        start = lambda: runpy.run_path(script, run_name="__main__")       # noqa: E731
+    else:
+        module_name, _, function = target.partition(":")
+        module = importlib.import_module(module_name)
+        start = getattr(module, function or "run")
     app.define_help_flags()                    # once per process, as app.run does; kept
     defined = set(flags.FLAGS)
     saved = sys.argv, sys.modules["__main__"]
     sys.argv = [argv0 or module.__file__, *args]
-    sys.modules["__main__"] = module           # absl's --help prints the started module's docstring
+    if module is not None:
+        sys.modules["__main__"] = module       # absl's --help prints the started module's docstring
     capfd.readouterr()
     code = 0
     try:
-        getattr(module, function or "run")()
+        start()
     except SystemExit as e:
         code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
         if not isinstance(e.code, (int, type(None))):

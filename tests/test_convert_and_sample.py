@@ -51,7 +51,7 @@ def test_real_pt_equals_manifest_weights(folder):
 
 
 @pytest.mark.parametrize("folder", PT_FIXTURES)
-def test_converter_cli_then_sample_cli(folder, tmp_path):
+def test_converter_cli_then_sample_cli(folder, tmp_path, program):
     pytest.importorskip("torch")
     data = load_data(folder)
     out = tmp_path / "gen"
@@ -68,8 +68,8 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     # sample CLI with the fixture's own z's: images.npy must equal the PyTorch images
     np.save(tmp_path / "z.npy", data["z"])
     samples = tmp_path / "samples"
-    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}", "--save_npy",
-              f"--out={samples}"])
+    r = program("dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}", "--save_npy",
+              f"--out={samples}")
     assert r.returncode == 0, r.stderr
     images = np.load(samples / "images.npy")
     assert images.dtype == np.float32
@@ -77,8 +77,8 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     assert sorted(p.name for p in samples.glob("latent_*.png")) == [f"latent_{i}.png" for i in range(len(data["z"]))]
 
     # truncated sampling from seeds uses the checkpoint's latent_avg
-    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", "--seeds=3-5,9", "--truncation=0.7", "--save_npy",
-              f"--out={samples / 'seeds'}"])
+    r = program("dds_jax.cli.sample", f"--ckpt={out}", "--seeds=3-5,9", "--truncation=0.7", "--save_npy",
+              f"--out={samples / 'seeds'}")
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (samples / "seeds").glob("seed_*.png"))
     assert names == ["seed_3.png", "seed_4.png", "seed_5.png", "seed_9.png"]
@@ -88,16 +88,16 @@ def test_converter_cli_then_sample_cli(folder, tmp_path):
     assert Image.open(samples / "seeds" / "seed_3.png").size == (size, size)
     if "image_trunc" in data and "latent_avg" in data:
         np.save(tmp_path / "z.npy", data["z"])
-        r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}",
-                  "--truncation=0.7", "--save_npy", f"--out={samples / 'trunc'}"])
+        r = program("dds_jax.cli.sample", f"--ckpt={out}", f"--latents={tmp_path / 'z.npy'}",
+                  "--truncation=0.7", "--save_npy", f"--out={samples / 'trunc'}")
         assert r.returncode == 0, r.stderr
         assert max_abs_err(np.load(samples / "trunc" / "images.npy"), nchw_to_nhwc(data["image_trunc"])) <= IMAGE_TOL
 
 
-def test_sample_cli_help_and_errors(tmp_path):
-    r = _run(["-m", "dds_jax.cli.sample", "--help"])  # absl prints the flags (and exits with 1)
+def test_sample_cli_help_and_errors(tmp_path, program):
+    r = program("dds_jax.cli.sample", "--help")  # absl prints the flags (and exits with 1)
     assert "--seeds" in r.stdout and "--truncation" in r.stdout and "--latents" in r.stdout
-    r = _run(["-m", "dds_jax.cli.sample", f"--ckpt={tmp_path}", f"--out={tmp_path / 'o'}"])
+    r = program("dds_jax.cli.sample", f"--ckpt={tmp_path}", f"--out={tmp_path / 'o'}")
     assert r.returncode != 0 and "model.json" in r.stderr
 
 
@@ -289,7 +289,7 @@ def _saved_tiny_model(path):
     return checkpoint.save_model(path, "stylegan2", cfg, variables)
 
 
-def test_corrupt_model_files_are_named_by_the_cli(tmp_path):
+def test_corrupt_model_files_are_named_by_the_cli(tmp_path, program):
     """Item 9: a broken model.json and a truncated orbax _METADATA, through ``python -m dds_jax.cli.sample``:
     exit 2 and one line naming the file and the remedy (re-create / --overwrite)."""
     good = _saved_tiny_model(tmp_path / "good")
@@ -299,9 +299,9 @@ def test_corrupt_model_files_are_named_by_the_cli(tmp_path):
     bad_meta = pathlib.Path(shutil.copytree(good, tmp_path / "bad_meta"))
     meta = bad_meta / "params" / "_METADATA"
     meta.write_bytes(meta.read_bytes()[:40])
-    runs = _run_all([["-m", "dds_jax.cli.sample", f"--ckpt={d}", f"--out={tmp_path / ('samples_' + d.name)}",
-                      "--seeds=0"] for d in (bad_json, bad_meta)])
-    for broken, (rc, _, err) in zip((bad_json / "model.json", meta), runs):
+    runs = [program("dds_jax.cli.sample", f"--ckpt={d}", f"--out={tmp_path / ('samples_' + d.name)}", "--seeds=0")
+            for d in (bad_json, bad_meta)]
+    for broken, (rc, _, err) in zip((bad_json / "model.json", meta), ((r.returncode, r.stdout, r.stderr) for r in runs)):
         line = err.strip().splitlines()[-1]
         assert rc == 2 and line.startswith("error: "), err
         assert str(broken) in line and "--overwrite" in line, line

@@ -1,19 +1,16 @@
 """The trained demo pair shipped in dds_jax/assets/demo (made by ``python -m dds_jax.demo_models``)."""
 import json
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from dds_jax import checkpoint, render
+from dds_jax import checkpoint, files, render
 from dds_jax.demo import metrics as demo_metrics
 from dds_jax.demo import models as demo_models
 from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.models import stylegan2 as sg
 from dds_jax.checkpoint import DEMO_DIR
-from demo_utils import ROOT
 
 
 def test_shipped_pair_and_segmenter_fit_together():
@@ -34,14 +31,23 @@ def test_shipped_pair_and_segmenter_fit_together():
         assert all(not np.any(b) for b in jax.tree_util.tree_leaves(gen.variables["buffers"]))
 
 
-def test_report_records_iou_and_training_times():
-    report = json.loads((DEMO_DIR / "report.json").read_text())
+def test_evaluation_writes_the_iou_of_every_part(tmp_path):
+    """``demo.models.evaluate``, which writes report.json's ``segmenter_iou``, on the shipped models with
+    8 held-out faces (one retrieval group) and short inversions: an IoU per part (in [0, 1], NaN for a part absent from both
+    the truth and the prediction), their mean, the inversion error, and the example grid."""
+    photo, sketch = (sg.load_generator(DEMO_DIR / n) for n in ("photo", "sketch"))
+    seg = segmentation.load_segmenter(DEMO_DIR / "segmenter")
+    report, truth = demo_models.evaluate(tmp_path, photo, sketch, seg, n_eval=8, invert_steps=10)
     for domain in ("photo", "sketch"):
-        iou = report["segmenter_iou"][domain]["iou"]
-        assert sorted(iou) == sorted(render.PARTS)
-        assert all(0.0 <= v <= 1.0 for v in iou.values())
-    for stage in ("photo", "sketch"):
-        assert report["training"][stage]["seconds"] > 0 and report["training"][stage]["steps"] > 0
+        r = report[domain]
+        assert list(r["iou"]) == list(render.PARTS) and r["n_images"] == 8 and r["inversion_mse"] > 0
+        iou = np.array(list(r["iou"].values()))
+        assert np.all(np.isnan(iou) | ((iou >= 0) & (iou <= 1)))
+        assert r["mean_iou"] == pytest.approx(np.nanmean(iou), abs=1e-4)
+        assert r["iou"]["background"] > 0.5                  # the largest part: found even by a rough inversion
+    assert 0 <= truth["hits"] <= 8
+    grid = files.read_image(tmp_path / "segmenter_eval.png")   # per domain, rows: faces, inversions, truth,
+    assert grid.shape[0] >= 8 * 32 and grid.shape[1] >= 8 * 32      # predicted masks; 8 columns
 
 
 def test_noise_free_copy(tmp_path):
@@ -56,10 +62,9 @@ def test_noise_free_copy(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["dds_jax.demo_models", "dds_jax.cli.demo_models"])
-def test_cli_help(module):
+def test_cli_help(module, program):
     """``python -m dds_jax.demo_models`` (the command issue 13 names) is the same program as the cli one."""
-    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
+    res = program(module, "--help")
     assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout and "--photo" in res.stdout, res.stderr
 
 
@@ -157,18 +162,15 @@ def test_truth_retrieval_against_the_renderer():
         demo_metrics.truth_retrieval(sketches[:4], sketches[:4])
 
 
-def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path):
+def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path, program):
     """Issue 11 item 13: the default --out no longer overwrites dds_jax/assets/demo."""
     assert demo_models.output_folder(tmp_path) == tmp_path / "export"
     assert demo_models.output_folder(tmp_path, DEMO_DIR) == DEMO_DIR       # only when asked for
-    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", "--help"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
+    res = program("dds_jax.cli.demo_models", "--help")
     assert "--out" in res.stdout and str(DEMO_DIR) not in res.stdout        # the old default
-    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", f"--work={tmp_path}",
-                          f"--out={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    res = program("dds_jax.cli.demo_models", f"--work={tmp_path}", f"--out={tmp_path}")
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
     assert "--out" in res.stderr and "working folder" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "dds_jax.cli.demo_models", f"--work={tmp_path}",
-                          f"--photo={tmp_path / 'none'}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    res = program("dds_jax.cli.demo_models", f"--work={tmp_path}", f"--photo={tmp_path / 'none'}")
     assert res.returncode == 2 and "--photo" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
     assert not any(tmp_path.iterdir())

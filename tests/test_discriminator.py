@@ -17,10 +17,6 @@ Measured errors are printed in the assertion messages.
 """
 import dataclasses
 import functools
-import os
-import pathlib
-import subprocess
-import sys
 from unittest import mock
 
 import jax
@@ -34,7 +30,6 @@ from dds_jax.models import discriminator as dm
 from fixture_utils import (fixture_params, load_data, load_state_dict, manifest_config, max_rel_err,
                            nchw_to_nhwc)
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 LOGIT_TOL = 1e-4
 GRAD_TOL = 1e-3
 RAW_GRAD_TOL = 2e-2
@@ -294,14 +289,12 @@ def test_real_pt_through_converter_script(folder, tmp_path):
     assert err <= LOGIT_TOL, f"logits via .pt + run(): max rel err {err:.3e} > {LOGIT_TOL}"
 
 
-def test_converter_cli_discriminator_key(tmp_path):
+def test_converter_cli_discriminator_key(tmp_path, program):
     torch = pytest.importorskip("torch")
     sd = _tiny_state_dict()
     torch.save({"disc": {k: torch.from_numpy(v) for k, v in sd.items()}}, tmp_path / "ckpt.pt")
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "convert/torch_to_flax.py", "--kind=discriminator", f"--src={tmp_path / 'ckpt.pt'}",
-           "--discriminator_key=disc", f"--out={tmp_path / 'd'}"]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    r = program("convert/torch_to_flax.py", "--kind=discriminator", f"--src={tmp_path / 'ckpt.pt'}",
+                "--discriminator_key=disc", f"--out={tmp_path / 'd'}")
     assert r.returncode == 0, r.stderr
     _, params_ref = conversion.convert("discriminator", sd)
     _, _, params = dm.load_discriminator(tmp_path / "d")

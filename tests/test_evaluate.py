@@ -4,9 +4,6 @@ FID uses a pytorch-fid Inception built from the ``inception_*`` fixture's seeded
 cannot be downloaded here); the metric code paths are the same as with the real checkpoint.
 """
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from dds_jax.dds import run_io
 from dds_jax.eval import sweep
 from dds_jax.dds import optimize as opt
 from dds_jax.models import inception as inc
-from demo_utils import ROOT, demo_config
+from demo_utils import demo_config
 from fixture_utils import fixture_dirs, load_state_dict
 
 
@@ -77,16 +74,13 @@ def test_identical_sets_give_perfect_scores(tmp_path, inception_ckpt):
     assert rows["D_s"]["ssim"] < 0.5 and rows["D_s"]["fid"] > 0
 
 
-def test_cli_without_inception_writes_ssim_psnr_table(demo_run, tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.evaluate", f"--run={demo_run}", "--label=M1",
-                        f"--out={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+def test_cli_without_inception_writes_ssim_psnr_table(demo_run, tmp_path, program):
+    r = program("dds_jax.cli.evaluate", f"--run={demo_run}", "--label=M1", f"--out={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| M1 | D_t |" in r.stdout
     rows = json.loads((tmp_path / "table1.json").read_text())["rows"]
     assert len(rows) == 3 and all("fid" not in row for row in rows)
-    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.evaluate", f"--run={tmp_path / 'missing'}"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=600)
+    r = program("dds_jax.cli.evaluate", f"--run={tmp_path / 'missing'}")
     assert r.returncode == 2 and "run.json" in r.stderr
 
 

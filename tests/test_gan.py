@@ -9,9 +9,6 @@
 """
 import json
 import math
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +22,6 @@ from dds_jax.gan import data, losses, trainer
 from dds_jax.models import discriminator as disc
 from dds_jax.models import stylegan2 as sg
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 G16 = sg.GeneratorConfig(size=16, style_dim=16, n_mlp=2, channels=((4, 16), (8, 16), (16, 16)))
 D16 = trainer.default_d_config(G16)
 # Every regulariser runs on iteration 0 and on every other iteration: two steps cover all branches.
@@ -425,22 +421,17 @@ def test_train_from_scratch_on_rendered_faces(tmp_path):
     assert (out / "samples" / "000002.png").is_file()
 
 
-def _cli(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-
-
-def test_adapt_cli_help_and_errors(source_model, tmp_path):
-    res = _cli("dds_jax.cli.adapt", "--help")
+def test_adapt_cli_help_and_errors(source_model, tmp_path, program):
+    res = program("dds_jax.cli.adapt", "--help")
     assert "--source" in res.stdout and "--images" in res.stdout and "--kl_weight" in res.stdout
     few = tmp_path / "few"
     few.mkdir()
     Image.new("RGB", (8, 8)).save(few / "only.png")
-    res = _cli("dds_jax.cli.adapt", f"--source={source_model}", f"--images={few}", f"--out={tmp_path / 'o'}")
+    res = program("dds_jax.cli.adapt", f"--source={source_model}", f"--images={few}", f"--out={tmp_path / 'o'}")
     assert res.returncode == 2 and "at least 2" in res.stderr, res.stderr[-2000:]
-    res = _cli("dds_jax.cli.adapt", f"--source={tmp_path / 'nope'}", f"--images={few}", f"--out={tmp_path / 'o'}")
+    res = program("dds_jax.cli.adapt", f"--source={tmp_path / 'nope'}", f"--images={few}", f"--out={tmp_path / 'o'}")
     assert res.returncode == 2 and "not a dds-jax model directory" in res.stderr
-    res = _cli("dds_jax.cli.train", "--help")
+    res = program("dds_jax.cli.train", "--help")
     assert "--data" in res.stdout and "--channels" in res.stdout
 
 

@@ -4,10 +4,6 @@ Tolerance: pool3 features <= 1e-4 relative (max|diff| / max|expected|, the fixtu
 float32 convolutions summed in a different order).
 """
 import functools
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -20,7 +16,6 @@ from dds_jax.conversion import ConversionError, convert
 from dds_jax.models import inception as inc
 from fixture_utils import fixture_params, load_data, load_state_dict, manifest_config, max_rel_err, nchw_to_nhwc
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FEATURE_TOL = 1e-4
 FIXTURES = fixture_params("inception_")
 
@@ -128,22 +123,19 @@ def test_checkpoint_round_trip(folder, tmp_path):
 
 
 @pytest.mark.parametrize("folder", FIXTURES)
-def test_cli_converts_a_torch_file(folder, tmp_path):
+def test_cli_converts_a_torch_file(folder, tmp_path, program):
     torch = pytest.importorskip("torch")
     sd = _state_dict(folder)
     src = tmp_path / "pt_inception.pth"
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, src)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "convert/torch_to_flax.py", "--kind=inception", f"--src={src}",
-                          f"--out={tmp_path / 'out'}"], cwd=REPO, env=env, capture_output=True, text=True)
+    run = program("convert/torch_to_flax.py", "--kind=inception", f"--src={src}", f"--out={tmp_path / 'out'}")
     assert run.returncode == 0, run.stderr[-2000:]
     model = checkpoint.load_model(tmp_path / "out", expect_kind="inception")
     _leaves_equal(_converted(folder)[1], model.params)
 
     bad = tmp_path / "bad.pth"
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in list(sd.items())[1:]}, bad)
-    run = subprocess.run([sys.executable, "convert/torch_to_flax.py", "--kind=inception", f"--src={bad}",
-                          f"--out={tmp_path / 'bad'}"], cwd=REPO, env=env, capture_output=True, text=True)
+    run = program("convert/torch_to_flax.py", "--kind=inception", f"--src={bad}", f"--out={tmp_path / 'bad'}")
     assert run.returncode == 2 and "missing key" in run.stderr
 
 

@@ -2,8 +2,6 @@
 shipped demo pair, optimised, written like seeds; painted masks; bad files named in one line."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from PIL import Image
 from dds_jax import files, render
 from dds_jax.dds import image_inputs, invert, pipeline
 
-from demo_utils import DEMO, ROOT, demo_config
+from demo_utils import DEMO, demo_config
 
 N = 3
 
@@ -71,12 +69,6 @@ def test_painted_masks_and_one_folder(tmp_path):
         np.testing.assert_array_equal(mask, hair[i])
 
 
-def _cli(args, cwd=ROOT):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "dds_jax.main", f"--config={DEMO}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def _break(tgt, problem):
     bad = tgt / "face_1.png"
     if problem == "unreadable":
@@ -91,11 +83,12 @@ def _break(tgt, problem):
             "tiny": "face_1.png: 4x4 pixels is too small", "unmatched": "unmatched: face_1, other"}[problem]
 
 
-def test_bad_image_cli_is_one_line_and_leaves_nothing(tmp_path):
+def test_bad_image_cli_is_one_line_and_leaves_nothing(tmp_path, program):
     src, tgt, _ = _folders(tmp_path, n=2)
     expect = _break(tgt, "unreadable")
     out = tmp_path / "run"
-    r = _cli([f"--config.source_images={src}", f"--config.target_images={tgt}", f"--config.output_dir={out}"])
+    r = program("dds_jax.main", f"--config={DEMO}", f"--config.source_images={src}",
+                f"--config.target_images={tgt}", f"--config.output_dir={out}")
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines

@@ -1,18 +1,12 @@
 """The procedural face data set (dds_jax/render.py): determinism, shapes, part masks, the sketch style
 and the CLI."""
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from dds_jax import files
 from dds_jax import render as R
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +162,10 @@ def test_unknown_style_names_valid_styles():
             call()
 
 
-def test_cli_end_to_end(tmp_path):
+def test_cli_end_to_end(tmp_path, program):
     out, grid = tmp_path / "faces", tmp_path / "grid.png"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.render", f"--out={out}", "--n=5", "--size=32",
-                        "--style=sketch", "--seed=4", f"--grid={grid}"],
-                       cwd=REPO, env=env, capture_output=True, text=True)
+    r = program("dds_jax.cli.render", f"--out={out}", "--n=5", "--size=32", "--style=sketch", "--seed=4",
+                f"--grid={grid}")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.glob("*.png")) == [f"{i:06d}.png" for i in range(5)]
     assert sorted(p.name for p in (out / "masks").glob("*.png")) == [f"{i:06d}.png" for i in range(5)]
@@ -187,8 +179,7 @@ def test_cli_end_to_end(tmp_path):
         np.testing.assert_array_equal(m, mask[i])
     g = files.read_image(grid)
     assert g.shape == (2 + 34, 2 + 5 * 34, 3)
-    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.render", f"--out={out}", "--style=oil"],
-                       cwd=REPO, env=env, capture_output=True, text=True)
+    r = program("dds_jax.cli.render", f"--out={out}", "--style=oil")
     assert r.returncode != 0 and "photo" in r.stderr and "sketch" in r.stderr
 
 

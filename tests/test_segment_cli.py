@@ -44,19 +44,19 @@ def _paint(path, label: np.ndarray, colors):
     files.save_png(path, rgb)
 
 
-def test_help_lists_commands_and_flags():
-    r = _run(["-m", "dds_jax.cli.segment", "--help"])
+def test_help_lists_commands_and_flags(program):
+    r = program("dds_jax.cli.segment", "--help")
     text = r.stdout + r.stderr
     for word in ("sample", "train", "predict", "--parts", "--colors", "--labels", "--seg", "--color_tolerance",
                  "eyes+nose+mouth"):
         assert word in text, word
-    r = _run(["-m", "dds_jax.cli.segment", "paint"])
+    r = program("dds_jax.cli.segment", "paint")
     assert r.returncode == 2 and "usage" in r.stderr
 
 
-def test_cli_round_trip(gen_dir, tmp_path):
+def test_cli_round_trip(gen_dir, tmp_path, program):
     samples, labels, seg_dir, masks = (tmp_path / n for n in ("samples", "labels", "seg", "masks"))
-    r = _run(["-m", "dds_jax.cli.segment", "sample", f"--ckpt={gen_dir}", "--seeds=2-3", f"--out={samples}"])
+    r = program("dds_jax.cli.segment", "sample", f"--ckpt={gen_dir}", "--seeds=2-3", f"--out={samples}")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in samples.iterdir()) == ["latents.npz", "seed_2.png", "seed_3.png"]
     lat = segment.load_latents(samples)
@@ -71,16 +71,16 @@ def test_cli_round_trip(gen_dir, tmp_path):
     label = np.minimum(label, 2)
     _paint(labels / "seed_3.png", label, {1: (255, 0, 0), 2: (0, 255, 0)})
 
-    r = _run(["-m", "dds_jax.cli.segment", "train", f"--ckpt={gen_dir}", f"--samples={samples}", f"--labels={labels}",
-              "--parts=eyes,nose", "--colors=eyes=#ff0000,nose=#00ff00", "--epochs=60", f"--out={seg_dir}"])
+    r = program("dds_jax.cli.segment", "train", f"--ckpt={gen_dir}", f"--samples={samples}", f"--labels={labels}",
+              "--parts=eyes,nose", "--colors=eyes=#ff0000,nose=#00ff00", "--epochs=60", f"--out={seg_dir}")
     assert r.returncode == 0, r.stderr
     seg = segmentation.load_segmenter(seg_dir)
     assert seg.parts == ["eyes", "nose"] and seg.n_class == 3
     assert seg.config["colors"] == {"eyes": ["#ff0000"], "nose": ["#00ff00"]}
     assert seg.config["training"]["seeds"] == [3]
 
-    r = _run(["-m", "dds_jax.cli.segment", "predict", f"--ckpt={gen_dir}", f"--seg={seg_dir}", "--seeds=3,5",
-              f"--out={masks}"])
+    r = program("dds_jax.cli.segment", "predict", f"--ckpt={gen_dir}", f"--seg={seg_dir}", "--seeds=3,5",
+              f"--out={masks}")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in masks.iterdir()) == ["seed_3_mask.png", "seed_3_overlay.png",
                                                        "seed_5_mask.png", "seed_5_overlay.png"]
@@ -184,10 +184,10 @@ def test_predict_rejects_an_incompatible_segmenter(gen_dir, tmp_path):
 
 
 @pytest.mark.parametrize("folder", PT_FIXTURES)
-def test_converter_cli_on_real_segmenter_pt(folder, tmp_path):
+def test_converter_cli_on_real_segmenter_pt(folder, tmp_path, program):
     pytest.importorskip("torch")
     out = tmp_path / "seg"
-    r = _run(["convert/torch_to_flax.py", "--kind=segmenter", f"--src={folder / 'segmenter.pt'}", f"--out={out}"])
+    r = program("convert/torch_to_flax.py", "--kind=segmenter", f"--src={folder / 'segmenter.pt'}", f"--out={out}")
     assert r.returncode == 0, r.stderr
     seg = segmentation.load_segmenter(out)
     cfg, ref = S.convert_state_dict(load_state_dict(folder / "manifest_segmenter.json"))
