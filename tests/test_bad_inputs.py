@@ -6,7 +6,6 @@ import logging
 import os
 import pathlib
 import shutil
-import sys
 
 import numpy as np
 import pytest
