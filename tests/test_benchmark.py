@@ -136,7 +136,7 @@ def _cli(out, *extra):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
 
 
-def test_benchmark_cli_end_to_end(tmp_path):
+def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     out = tmp_path / "bench"
     r = _cli(out, "--config.n=2", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
              "--config.classifier_steps=3", "--config.methods=x_t,x_c,target", "--config.sheet_rows=2")
@@ -152,8 +152,17 @@ def test_benchmark_cli_end_to_end(tmp_path):
     assert "| x_c |" in (out / "benchmark.md").read_text()
     sheet = files.read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 2 * 32 and sheet.shape[1] >= (3 + 3) * 32
-    assert (out / "inversions.npz").is_file()
-    # a rerun reuses the cached inversions; a bad method name is one line, exit 2
+    # a rerun in the same folder (in this process; only x_t, which runs no DDS) inverts nothing: it reads
+    # inversions.npz
+    cached = (out / "inversions.npz").read_bytes()
+    calls = []
+    real_invert = invert.invert
+    monkeypatch.setattr(invert, "invert", lambda *a, **k: calls.append(a) or real_invert(*a, **k))
+    again = program("dds_jax.cli.benchmark", *r.args[3:], "--config.methods=x_t", "--config.default_method=x_t")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert calls == [] and (out / "inversions.npz").read_bytes() == cached
+    assert json.loads((out / "benchmark.json").read_text())["inversion"] == report["inversion"]
+    # a bad method name is one line, exit 2
     bad = _cli(tmp_path / "bad", "--config.methods=x_t,nope")
     assert bad.returncode == 2 and "config.methods" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
