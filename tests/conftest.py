@@ -35,3 +35,15 @@ def program(capfd, monkeypatch):
     from cli_utils import run_program
     monkeypatch.chdir(ROOT)
     return lambda target, *args, **kw: run_program(capfd, target, *args, **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_functions():
+    """Drop JAX's in-memory executables after every test module: one pytest process compiles thousands of
+    functions over the suite, and kept they take many GB. A later module that needs one again reads it
+    from the persistent cache above instead of compiling it."""
+    yield
+    import gc
+    import jax
+    jax.clear_caches()
+    gc.collect()
