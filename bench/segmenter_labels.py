@@ -1,4 +1,4 @@
-"""Hair IoU of the segmenter against the number of labelled faces (README, issue 13's limit).
+"""Hair IoU of the segmenter against the number of labelled faces (docs/demo_models.md, issue 13's limit).
 
   python bench/segmenter_labels.py --runs=1:100,8:100,32:50,128:30,128:60 --out=runs/segexp
 
