@@ -625,18 +625,48 @@ def _concat(ps):
     return {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
 
 
+def face_params(seed: int, n: int) -> Dict[str, np.ndarray]:
+    """The parameters of ``render_faces(seed, n)``: face i depends only on (seed, i)."""
+    rng = lambda b: np.random.default_rng(np.random.SeedSequence([int(seed), 0, b]))     # noqa: E731
+    n_blocks = (int(n) + _SAMPLE_BLOCK - 1) // _SAMPLE_BLOCK
+    blocks = [sample_params(rng(b), _SAMPLE_BLOCK) for b in range(max(n_blocks, 1))]
+    return {k: v[:n] for k, v in _concat(blocks).items()}
+
+
 def render_faces(seed: int, n: int, size: int = 32, style: str = "photo") -> Tuple[np.ndarray, np.ndarray]:
     """``n`` faces, deterministic in ``seed``; face i depends only on (seed, i), so
     ``render_faces(seed, 10)[k][:5] == render_faces(seed, 5)[k]``. Photo and sketch of a seed are the
     same faces."""
     _check_style(style)
-    rng = lambda b: np.random.default_rng(np.random.SeedSequence([int(seed), 0, b]))     # noqa: E731
-    n_blocks = (int(n) + _SAMPLE_BLOCK - 1) // _SAMPLE_BLOCK
-    blocks = [sample_params(rng(b), _SAMPLE_BLOCK) for b in range(n_blocks)]
-    if not blocks:
+    if int(n) <= 0:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), np.uint8)
-    params = {k: v[:n] for k, v in _concat(blocks).items()}
-    return render(params, size, style)
+    return render(face_params(seed, n), size, style)
+
+
+# The parameters that make each part's shape and look (in the face's own frame, so another face's values
+# draw that part on this face: hairstyle transfer, paper Fig. 11).
+PART_PARAMS = {
+    "hair": ("hair_style", "hair_cy", "hair_ry", "hair_rx", "hair_len", "hairline_v0", "hairline_u0",
+             "hairline_k", "hair_rgb", "hatch_angle", "hatch_period", "hatch_amp", "hair_fill"),
+    "eyes": ("eye_rx", "eye_ry", "eye_sep", "iris_r", "pupil_r", "gaze_u", "gaze_v", "iris_rgb"),
+    "nose": ("nose_v", "nose_rx", "nose_ry"),
+    "mouth": ("smile", "mouth_v", "mouth_rx", "mouth_ry", "smile_t", "mouth_rgb"),
+}
+
+
+def with_parts(params: Dict[str, np.ndarray], donor: Dict[str, np.ndarray], parts) -> Dict[str, np.ndarray]:
+    """``params`` with the :data:`PART_PARAMS` of ``parts`` taken from ``donor`` (same number of faces).
+    The fringe's lower cut stays below the (possibly new) eyes."""
+    bad = [p for p in parts if p not in PART_PARAMS]
+    if bad:
+        raise ValueError(f"parts {bad} have no parameters to transfer; use {', '.join(PART_PARAMS)}")
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    for part in parts:
+        for k in PART_PARAMS[part]:
+            out[k] = np.array(donor[k], copy=True)
+    ry = out["face_ry"]
+    out["hairline_cut"] = np.minimum(out["hairline_cut"], out["eye_v"] - out["eye_ry"] - 0.05 * ry)
+    return out
 
 
 def batch_params(seed: int, k: int, batch: int) -> Dict[str, np.ndarray]:

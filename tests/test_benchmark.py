@@ -72,10 +72,10 @@ def test_paper_objective_is_exactly_zero_at_the_paired_latent():
 
 
 @pytest.mark.parametrize("direction", ["s2t", "t2s"])
-def test_target_mode_starts_at_the_target_image_and_moves_its_part(direction):
+def test_outer_mode_starts_at_the_target_image_and_moves_its_part(direction):
     """init='input' = the target-role input's latent; x̂ = that role's generator (fixed noise); the
     part term pulls x̂ towards the source inside the part (non-zero loss and gradient there)."""
-    cfg = opt.DDSConfig(mode="target", direction=direction, perceptual_size=None, iterations=6).resolved()
+    cfg = opt.DDSConfig(mode="outer", direction=direction, perceptual_size=None, iterations=6).resolved()
     assert (cfg.latent_space, cfg.init) == ("w+", "input")
     inputs = _inputs(cfg)
     t2s = direction == "t2s"
@@ -98,19 +98,19 @@ def test_target_mode_starts_at_the_target_image_and_moves_its_part(direction):
     assert after < before
 
 
-def test_source_mode_renders_the_source_generator_with_fixed_noise():
-    cfg = opt.DDSConfig(mode="source", perceptual_size=None, iterations=2).resolved()
+def test_inner_mode_renders_the_source_generator_with_fixed_noise():
+    cfg = opt.DDSConfig(mode="inner", perceptual_size=None, iterations=2).resolved()
     inputs = _inputs(cfg)
     state = opt.init_state(_models(), inputs, cfg, jax.random.PRNGKey(0), latent0=inputs.w_s)
     np.testing.assert_allclose(opt.final_images(_models(), state, inputs, cfg)["result"], inputs.x_s, atol=1e-5)
 
 
 def test_input_init_needs_latents_and_a_w_space():
-    cfg = opt.DDSConfig(mode="target", latent_space="z").resolved()
+    cfg = opt.DDSConfig(mode="outer", latent_space="z").resolved()
     with pytest.raises(ValueError, match="latent_space 'w' or 'w\\+'"):
         opt.initial_latents(_models(), cfg, jax.random.PRNGKey(0), 2, _inputs(cfg))
     with pytest.raises(ValueError, match="W\\+ latents"):
-        opt.initial_latents(_models(), opt.DDSConfig(mode="target"), jax.random.PRNGKey(0), 2)
+        opt.initial_latents(_models(), opt.DDSConfig(mode="outer"), jax.random.PRNGKey(0), 2)
 
 
 def test_scores_of_the_truth_and_of_a_swapped_part():
@@ -139,17 +139,27 @@ def _cli(out, *extra):
 def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     out = tmp_path / "bench"
     r = _cli(out, "--config.n=2", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
-             "--config.classifier_steps=3", "--config.methods=x_t,x_c,target", "--config.sheet_rows=2")
+             "--config.classifier_steps=3", f"--config.methods=x_t,x_c,{benchmark.DEFAULT_METHOD}",
+             "--config.sheet_rows=2")
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     assert report["default"] == benchmark.DEFAULT_METHOD
-    assert sorted(report["methods"]) == ["target", "x_c", "x_t"]        # the JSON is written key-sorted
-    for name, m in report["methods"].items():
-        assert set(benchmark.METRICS) <= set(m), name
-        assert all(np.isfinite(m[k]) for k in benchmark.METRICS), (name, m)
-        assert 0 <= m["p_source_in_part"] <= 1 and 0 <= m["p_target_out_part"] <= 1, name
-    assert report["truth"]["mse"] == 0.0 and report["truth"]["ssim"] == 1.0
-    assert "| x_c |" in (out / "benchmark.md").read_text()
+    assert sorted(report["methods"]) == sorted([benchmark.DEFAULT_METHOD, "x_c", "x_t"])
+    # every track in the same shape; the top level is the first (paired, segmenter masks)
+    assert sorted(report["tracks"]) == ["paired", "paired_oracle", "unpaired", "unpaired_oracle"]
+    assert report["methods"] == report["tracks"]["paired"]["methods"]
+    for track, t in report["tracks"].items():
+        assert t["default"] == benchmark.DEFAULT_METHOD
+        for name, m in t["methods"].items():
+            assert set(benchmark.METRICS) <= set(m), (track, name)
+            assert all(np.isfinite(m[k]) for k in benchmark.METRICS), (track, name, m)
+            assert 0 <= m["p_source_in_part"] <= 1 and 0 <= m["p_target_out_part"] <= 1, (track, name)
+        assert t["truth"]["mse"] == 0.0 and t["truth"]["ssim"] == 1.0 and t["truth"]["seam"] == 0.0
+        if track.endswith("_oracle"):
+            assert t["segmenter_iou"] == {"source": 1.0, "target": 1.0}     # the renderer's own masks
+    for track in ("paired_oracle", "unpaired", "unpaired_oracle"):
+        assert (out / f"contact_sheet_{track}.png").is_file()
+    assert "| x_c |" in (out / "benchmark.md").read_text() and "## unpaired_oracle" in (out / "benchmark.md").read_text()
     sheet = files.read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 2 * 32 and sheet.shape[1] >= (3 + 3) * 32
     # a rerun in the same folder (in this process; only x_t, which runs no DDS) inverts nothing: it reads
@@ -184,3 +194,39 @@ def test_default_method_beats_x_t_inside_the_part():
     ours = score(benchmark.run_method(c.default_method, models, inputs, c))
     assert ours["mse_in_part"] < 0.9 * base["mse_in_part"], (ours, base)
     assert ours["mse_out_part"] < 3.0 * base["mse_out_part"], (ours, base)
+
+
+def test_seam_measure_sees_a_pasted_edge_and_not_the_truth():
+    """The seam score is 0 for the truth; a part pasted one pixel off (a misplaced cut) scores higher
+    than the same part in place, and only the band along the boundary counts."""
+    rng = np.random.default_rng(0)
+    truth = np.full((1, 16, 16, 3), 0.2, np.float32)
+    mask = np.zeros((1, 16, 16), bool)
+    mask[:, 4:10, 4:10] = True
+    truth[mask] = rng.random((36, 3)).astype(np.float32)
+    band = benchmark.boundary_band(mask)
+    assert band[0, 3, 5] and band[0, 4, 5] and band[0, 9, 5] and band[0, 10, 5] and not band[0, 6, 6]
+    assert benchmark.seam_error(truth, truth, mask)[0] == 0.0
+    shifted = np.roll(truth, 1, axis=2)
+    assert benchmark.seam_error(shifted, truth, mask)[0] > 0.05
+    inside_only = truth.copy()
+    inside_only[0, 6:8, 6:8] = 0.0                       # a change away from the boundary
+    assert benchmark.seam_error(inside_only, truth, mask)[0] == 0.0
+
+
+def test_unpaired_truth_is_face_a_with_face_bs_part():
+    """Face B_i = face i+1; the truth draws face A_i with B_i's hair, so the source input's hair is
+    elsewhere (another pose) and cut-and-paste of the TRUE renderings misses the truth."""
+    n, size = 4, 32
+    paired = benchmark.render_truth(7, n, size, "hair")
+    unpaired = benchmark.render_unpaired_truth(7, n, size, "hair")
+    np.testing.assert_array_equal(unpaired.source, paired.source[[1, 2, 3, 0]])      # B = the next face
+    np.testing.assert_array_equal(unpaired.target, paired.target)                    # A
+    np.testing.assert_array_equal(unpaired.source_mask, paired.mask[[1, 2, 3, 0]])
+    assert not np.array_equal(unpaired.mask, paired.mask)          # A's hair is now B's hairstyle
+    # outside the hair and away from it, the truth is A's own target rendering
+    far = ~(unpaired.mask | paired.mask)
+    assert np.mean(np.abs(unpaired.truth.astype(int) - paired.target.astype(int))[far]) < 8
+    cut = np.where(unpaired.source_mask[..., None], unpaired.source, unpaired.target)
+    err_cut = np.mean(((cut.astype(np.float32) - unpaired.truth) / 255.0) ** 2)
+    assert err_cut > 0.01, err_cut

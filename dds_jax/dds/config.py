@@ -4,22 +4,124 @@ Experiment files in ``configs/`` start from :func:`base_config` and change what 
 can be overridden on the command line (``--config.num_seeds=100``). A field that is not listed here is
 an error that lists the valid ones.
 
-One source of truth: the optimisation options are the fields of :class:`dds_jax.dds.optimize.DDSConfig`
-(same names, defaults and docs; ``None`` = the mode's default), copied into the ConfigDict by
-:func:`base_config`, turned back into a ``DDSConfig`` by :func:`dds_config`, and all compared by the
-resume check (:data:`RESUME_FIELDS`). Adding an option is one edit: a field of ``DDSConfig``.
+One source of truth: the optimisation options are the fields of :class:`DDSConfig` (same names,
+defaults and docs; ``None`` = the objective's default, :mod:`dds_jax.dds.objectives`), copied into the
+ConfigDict by :func:`base_config`, turned back into a ``DDSConfig`` by :func:`dds_config`, and all
+compared by the resume check (:data:`RESUME_FIELDS`). Adding an option is one edit: a field of ``DDSConfig``.
 """
 import dataclasses
 import difflib
 import math
 import typing
+from typing import Optional, Tuple
 
 import ml_collections
 
-from dds_jax.dds import optimize as opt
+from dds_jax import ops
+from dds_jax.dds import blend as blend_lib
+from dds_jax.dds import objectives
+from dds_jax.models import stylegan2 as sg
 
-MODES, LATENT_SPACES, DIRECTIONS = opt.MODES, opt.LATENT_SPACES, opt.CHOICES["direction"]
-DDS_FIELDS = tuple(f.name for f in dataclasses.fields(opt.DDSConfig))
+MODES = objectives.MODES
+LATENT_SPACES = ("z", "w", "w+")
+DIRECTIONS = ("s2t", "t2s", "both")
+DIRECTION_ALIASES = {"d1": "t2s", "d2": "s2t"}   # released DDS_main loops (reference mode)
+INITS = ("random", "mean", "input")   # input: the W+ latent(s) of the input image(s)
+# The allowed values of DDSConfig's choice fields (validate checks the ConfigDict with the same).
+CHOICES = {"mode": MODES + tuple(objectives.ALIASES), "direction": DIRECTIONS + tuple(DIRECTION_ALIASES),
+           "latent_space": LATENT_SPACES, "init": INITS, "precision": tuple(ops.PRECISIONS), "remat": sg.REMAT,
+           "blend_pool": blend_lib.POOLS}
+
+
+def check_choices(values: dict, prefix: str = "DDSConfig.") -> None:
+    """ValueError naming the first field of ``values`` whose value is not one of :data:`CHOICES`
+    (None = the objective's default, allowed except for mode and direction)."""
+    for field, allowed in CHOICES.items():
+        v = values.get(field)
+        if field in values and (v is not None or field in ("mode", "direction")) and v not in allowed:
+            raise ValueError(f"{prefix}{field} = {v!r}; one of {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DDSConfig:
+    """Options of one DDS run; ``None`` fields take the objective's default (see ``resolved``).
+
+    mode: the objective (:mod:`dds_jax.dds.objectives`): ``paper`` (Eqs. 1-6, two generators, ẑ random
+      in Z), ``reference`` (the released ``DDS_main.py`` loop: the SOURCE generator only, W+ latent from
+      the mean latent, weights 2/1/3, fresh noise inputs re-normalised after every step), ``outer`` /
+      ``inner`` (x̂ = the generator of the domain outside the part / of the part's domain, fixed noise,
+      every term on x̂ itself), ``blend`` / ``blend_forward`` (the two generators blended layer by layer
+      under the part mask, :mod:`dds_jax.dds.blend`; optimised, or one forward pass).
+    direction: ``s2t`` (source parts into the target image), ``t2s``, or ``both`` (two problems per
+      seed). Reference mode: ``t2s`` = the released first loop D1 (``cross_over_source``), ``s2t`` = D2
+      (``cross_over_target``); aliases ``d1``/``d2``.
+    latent_space: ``z`` | ``w`` | ``w+``; init: ``random`` (paper footnote 3) | ``mean`` | ``input``.
+    Loss = α(λ_p L_p,s + MSE_s) + β(λ_p L_p,t + MSE_t) + γ L_c (λ_p = ``perceptual_weight``):
+      paper α, β, γ, λ_p = 0.9, 1, 0.5, 1; reference 1, 1, 3, 2.
+    backbone: a registry name (vgg16, alexnet, ...) or ``generator`` (Appendix D);
+      perceptual_size: images and masks go through ``Upsample(scale_factor=perceptual_size/R)`` before
+      the backbone, as the released ``caluclate_loss`` (256; None = native resolution).
+    Adam: lr, b1, b2, eps (torch defaults). truncation_*: of the INPUT images x_s, x_t.
+    blend_start / blend_feather: the blend's first mixed resolution and the mask's feathering (pixels
+    of each layer); blend_fix_outer: optimise only the part's latent w_in (w_out stays the input's);
+    blend_paste: outside the (feathered) part, x̂ is the outside input image itself (a local edit);
+    blend_union: the blended region is y_s ∪ y_t (else the part's own mask: y_s for s2t);
+    blend_pool: how the mask reaches the coarse layers (``max``: every cell touching the part; ``area``).
+    """
+    mode: str = "paper"
+    direction: str = "s2t"
+    latent_space: Optional[str] = None
+    init: Optional[str] = None
+    paired: bool = True
+    backbone: str = "vgg16"
+    imagenet_normalize: bool = False
+    perceptual_size: Optional[int] = 256
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
+    gamma: Optional[float] = None
+    perceptual_weight: Optional[float] = None
+    lr: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    iterations: Optional[int] = None
+    truncation_source: Optional[float] = None
+    truncation_target: Optional[float] = None
+    truncation_mean: int = 4096       # z's averaged for a truncation latent when none is given
+    n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
+    # Accelerators: float32 (parity, the default), tf32 or bf16 convolutions (ops.PRECISIONS); remat
+    # recomputes generator activations in the backward pass instead of storing them (memory per seed;
+    # sg.REMAT, None = the objective's default: "synthesis" for paper, else "none").
+    precision: str = "float32"
+    remat: Optional[str] = None
+    blend_start: Optional[int] = None
+    blend_feather: Optional[float] = None
+    blend_fix_outer: Optional[bool] = None
+    blend_paste: Optional[bool] = None
+    blend_union: Optional[bool] = None
+    blend_pool: Optional[str] = None
+
+    def __post_init__(self):
+        check_choices({f: getattr(self, f) for f in CHOICES})
+        object.__setattr__(self, "direction", DIRECTION_ALIASES.get(self.direction, self.direction))
+        object.__setattr__(self, "mode", objectives.ALIASES.get(self.mode, self.mode))
+
+    @property
+    def objective(self) -> objectives.Objective:
+        return objectives.get(self.mode)
+
+    def resolved(self) -> "DDSConfig":
+        """A copy with every ``None`` field set to the objective's default."""
+        fill = {k: v for k, v in self.objective.defaults.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fill) if fill else self
+
+    @property
+    def weights(self) -> Tuple[float, float, float, float]:
+        c = self.resolved()
+        return (float(c.alpha), float(c.beta), float(c.gamma), float(c.perceptual_weight))
+
+
+DDS_FIELDS = tuple(f.name for f in dataclasses.fields(DDSConfig))
 # The fields outside DDSConfig that change a run's results: a resumed run must keep them (with
 # DDS_FIELDS, and its seeds: run.json and the contact sheets describe one seed list); the others
 # (output paths, batch size, checkpoint cadence, gif) may change.
@@ -37,8 +139,8 @@ def _field_type(annotation):
 
 
 def _dds_defaults():
-    hints = typing.get_type_hints(opt.DDSConfig)
-    for f in dataclasses.fields(opt.DDSConfig):
+    hints = typing.get_type_hints(DDSConfig)
+    for f in dataclasses.fields(DDSConfig):
         # a FieldReference keeps the type when the default is None (``--config.alpha=0.5`` still parses)
         yield f.name, ml_collections.FieldReference(f.default, field_type=_field_type(hints[f.name]))
 
@@ -93,10 +195,10 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def dds_config(c) -> opt.DDSConfig:
+def dds_config(c) -> DDSConfig:
     """The :class:`DDSConfig` of a ConfigDict (or of a run.json ``config`` dict: fields it lacks take
     DDSConfig's defaults)."""
-    return opt.DDSConfig(**{k: c[k] for k in DDS_FIELDS if k in c})
+    return DDSConfig(**{k: c[k] for k in DDS_FIELDS if k in c})
 
 
 def select_seeds(c) -> list:
@@ -130,7 +232,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field, value in config.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"config.{field}: {value} is not a finite number; pass a finite value")
-    opt.check_choices({k: config[k] for k in opt.CHOICES}, prefix="config.")
+    check_choices({k: config[k] for k in CHOICES}, prefix="config.")
     for field in ("iterations", "batch_size", "chunk"):
         if config[field] is not None and int(config[field]) < 1:
             raise ValueError(f"config.{field} must be >= 1, got {config[field]}")

@@ -1,7 +1,8 @@
 """DDS losses (paper Sec. 3.3, Eqs. 1-6) as pure jnp functions on NHWC arrays.
 
-Two objectives share the same five terms; they differ in which image, mask and generator each term uses
-(see :func:`roles`) and in the weights (see ``DDSConfig.weights``):
+Every objective (:mod:`dds_jax.dds.objectives`) uses the same five terms; they differ in which image,
+mask and generator each term uses (see :func:`roles`), in the weights (``DDSConfig.weights``) and in
+whether a masked term is a mean over all pixels (the released code) or over its region. The two roles:
 
 ``paper``      Eqs. 1-6: two generators, ``L_s`` on G_s(ẑ) with y_s, ``L_t`` on G_t(ẑ) with 1 - y_t,
                ``L_c`` between s_c = G_s(ẑ)·y_s + G_t(ẑ)·(1 - y_t) and x_c; α L_s + β L_t + γ L_c.
@@ -33,7 +34,7 @@ def mse(a, b):
 # --------------------------------------------------------------------------------------------------
 # Masks (Eq. 1 and the λ_j of Eq. 3)
 # --------------------------------------------------------------------------------------------------
-def crossover(x_s, x_t, y_s, y_t, mode: str, t2s):
+def crossover(x_s, x_t, y_s, y_t, t2s):
     """Naive crossover image x_c of one problem.
 
     paper, s2t:  x_s·y_s + x_t·(1 - y_t)                        (Eq. 1)
@@ -42,7 +43,6 @@ def crossover(x_s, x_t, y_s, y_t, mode: str, t2s):
     reference, t2s (D1, ``cross_over_source``): x_s·(1 - y_s) + x_t·y_t
     (paper t2s and reference D1 are the same image.) ``t2s`` may be a traced boolean.
     """
-    del mode  # both modes build the same two images; only their names differ
     s2t_img = x_s * y_s + x_t * (1.0 - y_t)
     t2s_img = x_t * y_t + x_s * (1.0 - y_s)
     return jnp.where(t2s, t2s_img, s2t_img)
@@ -126,13 +126,25 @@ def masked_targets(feats, masks):
     return [f * m for f, m in zip(feats, masks)]
 
 
-def masked_perceptual(feats, targets, masks):
+def region_mse(a, b, m, eps: float = 1e-6):
+    """Σ m·(a - b)² / Σ m over the region (channels averaged): the error per pixel OF the region, so a
+    small part (eyes+nose+mouth ~3 % of the image) weighs as much as a large one. ``b`` is already
+    masked (b = x·m), as the targets are."""
+    channels = a.shape[-1]
+    return jnp.sum(jnp.square(a * m - b)) / (jnp.sum(m) * channels + eps)
+
+
+def masked_perceptual(feats, targets, masks, region_mean: bool = False):
     """L_p of Eq. 3 as the released ``caluclate_loss``: Σ_j MSE(F_j(I_1)·λ_j, F_j(I_2)·λ_j), each MSE a
-    mean over all elements of layer j (the 1/N_j); ``targets`` = :func:`masked_targets` of I_2."""
+    mean over all elements of layer j (the 1/N_j); ``targets`` = :func:`masked_targets` of I_2.
+    region_mean: each layer's error a mean over its mask instead (:func:`region_mse`)."""
+    if region_mean:
+        return sum(region_mse(f, t, m) for f, m, t in zip(feats, masks, targets))
     return sum(mse(f * m, t) for f, m, t in zip(feats, masks, targets))
 
 
-def dds_terms(img_a, img_b, feats_a, feats_b, tgt, mode: str, weights) -> Dict[str, jnp.ndarray]:
+def dds_terms(img_a, img_b, feats_a, feats_b, tgt, weights, crossover: str = "image",
+              region_mean: bool = False) -> Dict[str, jnp.ndarray]:
     """All DDS terms of one problem.
 
     img_a / img_b: the synthesised images compared with the source-role / target-role inputs (paper:
@@ -140,14 +152,20 @@ def dds_terms(img_a, img_b, feats_a, feats_b, tgt, mode: str, weights) -> Dict[s
     features. ``tgt`` holds the constants of :func:`dds_jax.dds.optimize.make_targets`
     (m_a, m_b, pixel targets x·m, per-layer masks and masked features, x_c).
     weights = (α, β, γ, λ_p): loss = α(λ_p L_p,s + MSE_s) + β(λ_p L_p,t + MSE_t) + γ L_c.
+    crossover: ``paper`` = s_c of Eq. 5, ``image`` = img_a itself (the released loop). region_mean: the
+    masked terms are means over their region (``region_mse``), not over all pixels (torch's MSELoss).
     Returns the canonical :data:`TERMS` (L_s, L_t are the unweighted λ_p L_p + MSE sums).
     """
     alpha, beta, gamma, lam_p = weights
-    lp_s = masked_perceptual(feats_a, tgt["feat_a"], tgt["masks_a"])          # Eq. 3
-    lp_t = masked_perceptual(feats_b, tgt["feat_b"], tgt["masks_b"])
-    mse_s = mse(img_a * tgt["m_a"], tgt["pix_a"])                             # Eq. 2, pixel part
-    mse_t = mse(img_b * tgt["m_b"], tgt["pix_b"])
-    if mode == "paper":
+    lp_s = masked_perceptual(feats_a, tgt["feat_a"], tgt["masks_a"], region_mean)    # Eq. 3
+    lp_t = masked_perceptual(feats_b, tgt["feat_b"], tgt["masks_b"], region_mean)
+    if region_mean:
+        mse_s = region_mse(img_a, tgt["pix_a"], tgt["m_a"])
+        mse_t = region_mse(img_b, tgt["pix_b"], tgt["m_b"])
+    else:
+        mse_s = mse(img_a * tgt["m_a"], tgt["pix_a"])                         # Eq. 2, pixel part
+        mse_t = mse(img_b * tgt["m_b"], tgt["pix_b"])
+    if crossover == "paper":
         s_c = img_a * tgt["m_a"] + img_b * tgt["m_b"]                         # Eq. 5
     else:
         s_c = img_a                                                           # released: synth vs x_c

@@ -32,114 +32,14 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dds_jax import generation, ops
-from dds_jax.dds import losses
+from dds_jax.dds import blend as blend_lib
+from dds_jax.dds import losses, objectives
+from dds_jax.dds.config import (CHOICES, DIRECTION_ALIASES, DIRECTIONS, INITS, LATENT_SPACES, MODES,  # noqa: F401
+                                DDSConfig, check_choices)
 from dds_jax.dds.perceptual import GENERATOR, backbone_features, check_backbone
 from dds_jax.models import stylegan2 as sg
 
 SEEDS = "seeds"
-MODES = ("paper", "reference", "target", "source")
-# One-generator modes: x̂ is the image of ONE generator (fixed noise buffers) and every term, L_c
-# included, compares x̂ itself with the inputs (Eqs. 2-4 with I_1 = I_2 = x̂). ``target``: the generator
-# of the target-role domain (G_t for s2t), the result stays in the domain that gets the part;
-# ``source``: the source-role generator (the released loop without fresh noise).
-SINGLE_GENERATOR_MODES = ("target", "source")
-LATENT_SPACES = ("z", "w", "w+")
-DIRECTIONS = ("s2t", "t2s", "both")
-DIRECTION_ALIASES = {"d1": "t2s", "d2": "s2t"}   # released DDS_main loops (reference mode)
-INITS = ("random", "mean", "input")   # input: the W+ latent of the target-role input image
-# The allowed values of DDSConfig's choice fields (config.validate checks the ConfigDict with the same).
-CHOICES = {"mode": MODES, "direction": DIRECTIONS + tuple(DIRECTION_ALIASES), "latent_space": LATENT_SPACES,
-           "init": INITS, "precision": tuple(ops.PRECISIONS), "remat": sg.REMAT}
-
-
-def check_choices(values: dict, prefix: str = "DDSConfig.") -> None:
-    """ValueError naming the first field of ``values`` whose value is not one of :data:`CHOICES`
-    (None = the mode's default, allowed except for mode and direction)."""
-    for field, allowed in CHOICES.items():
-        v = values.get(field)
-        if field in values and (v is not None or field in ("mode", "direction")) and v not in allowed:
-            raise ValueError(f"{prefix}{field} = {v!r}; one of {allowed}")
-
-# Mode defaults for the fields left as None in DDSConfig.
-_DEFAULTS = {
-    # paper: remat "synthesis" = one generator's intermediates alive at a time (sequential_paper_grad):
-    # 0.56 instead of 1.17 GiB per extra seed at 256² for one more forward pass of each (BENCHMARKS.md).
-    "paper": dict(latent_space="z", init="random", alpha=0.9, beta=1.0, gamma=0.5, perceptual_weight=1.0,
-                  iterations=1000, truncation_source=1.0, truncation_target=1.0, remat="synthesis"),
-    "reference": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                      iterations=1002, truncation_source=0.7, truncation_target=1.0, remat="none"),
-    # Chosen on the ground-truth benchmark (python -m dds_jax.cli.benchmark, README "Benchmark").
-    "target": dict(latent_space="w+", init="input", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                   iterations=200, truncation_source=1.0, truncation_target=1.0, remat="none"),
-    "source": dict(latent_space="w+", init="mean", alpha=1.0, beta=1.0, gamma=3.0, perceptual_weight=2.0,
-                   iterations=1002, truncation_source=1.0, truncation_target=1.0, remat="none"),
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Configuration and models
-# --------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class DDSConfig:
-    """Options of one DDS run; ``None`` fields take the mode's default (see ``resolved``).
-
-    mode: ``paper`` (Eqs. 1-6, two generators, ẑ random in Z) or ``reference`` (the released
-      ``DDS_main.py`` loop: the SOURCE generator only, W+ latent from the mean latent, weights 2/1/3,
-      fresh noise inputs that are not optimised but re-normalised after every step), or one of
-      :data:`SINGLE_GENERATOR_MODES`: ``target`` (x̂ = G_t(ŵ), the target-role generator, fixed noise,
-      ŵ in W+ from the target input's latent; every term on x̂ itself, the part term against x_s) or
-      ``source`` (the same on the source-role generator).
-    direction: ``s2t`` (source parts into the target image), ``t2s``, or ``both`` (two problems per
-      seed). Reference mode: ``t2s`` = the released first loop D1 (``cross_over_source``), ``s2t`` = D2
-      (``cross_over_target``); aliases ``d1``/``d2``.
-    latent_space: ``z`` | ``w`` | ``w+``; init: ``random`` (paper footnote 3) | ``mean``.
-    Loss = α(λ_p L_p,s + MSE_s) + β(λ_p L_p,t + MSE_t) + γ L_c (λ_p = ``perceptual_weight``):
-      paper α, β, γ, λ_p = 0.9, 1, 0.5, 1; reference 1, 1, 3, 2.
-    backbone: a registry name (vgg16, alexnet, ...) or ``generator`` (Appendix D);
-      perceptual_size: images and masks go through ``Upsample(scale_factor=perceptual_size/R)`` before
-      the backbone, as the released ``caluclate_loss`` (256; None = native resolution).
-    Adam: lr, b1, b2, eps (torch defaults). truncation_*: of the INPUT images x_s, x_t.
-    """
-    mode: str = "paper"
-    direction: str = "s2t"
-    latent_space: Optional[str] = None
-    init: Optional[str] = None
-    paired: bool = True
-    backbone: str = "vgg16"
-    imagenet_normalize: bool = False
-    perceptual_size: Optional[int] = 256
-    alpha: Optional[float] = None
-    beta: Optional[float] = None
-    gamma: Optional[float] = None
-    perceptual_weight: Optional[float] = None
-    lr: float = 0.01
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    iterations: Optional[int] = None
-    truncation_source: Optional[float] = None
-    truncation_target: Optional[float] = None
-    truncation_mean: int = 4096       # z's averaged for a truncation latent when none is given
-    n_mean_latent: int = 10000        # z's averaged for init='mean' (released n_mean_latent)
-    # Accelerators: float32 (parity, the default), tf32 or bf16 convolutions (ops.PRECISIONS); remat
-    # recomputes generator activations in the backward pass instead of storing them (memory per seed;
-    # sg.REMAT, None = the mode's default: "synthesis" for paper, else "none").
-    precision: str = "float32"
-    remat: Optional[str] = None
-
-    def __post_init__(self):
-        check_choices({f: getattr(self, f) for f in CHOICES})
-        object.__setattr__(self, "direction", DIRECTION_ALIASES.get(self.direction, self.direction))
-
-    def resolved(self) -> "DDSConfig":
-        """A copy with every ``None`` field set to the mode's default."""
-        fill = {k: v for k, v in _DEFAULTS[self.mode].items() if getattr(self, k) is None}
-        return dataclasses.replace(self, **fill) if fill else self
-
-    @property
-    def weights(self) -> Tuple[float, float, float, float]:
-        c = self.resolved()
-        return (float(c.alpha), float(c.beta), float(c.gamma), float(c.perceptual_weight))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -262,7 +162,7 @@ def inputs_from_images(x_s, x_t, y_s, y_t, cfg: DDSConfig, w_s=None, w_t=None) -
     take = lambda a: None if a is None else jnp.asarray(a)[jnp.asarray(seed)]
     x_s, x_t, y_s, y_t, w_s, w_t = map(take, (x_s, x_t, y_s, y_t, w_s, w_t))
     flags = jnp.asarray(t2s)[:, None, None, None]
-    x_c = losses.crossover(x_s, x_t, y_s, y_t, cfg.mode, flags)
+    x_c = losses.crossover(x_s, x_t, y_s, y_t, flags)
     return Inputs(x_s, x_t, y_s, y_t, x_c, jnp.asarray(t2s), jnp.asarray(seed),
                   jnp.ones(len(seed), bool), w_s, w_t)
 
@@ -336,15 +236,7 @@ def unpad(tree, n: int, axis: int = 0):
 # --------------------------------------------------------------------------------------------------
 # Per-problem computation (vmapped below)
 # --------------------------------------------------------------------------------------------------
-def _synth(module, variables, latent, space, noises=None):
-    """Render one problem's latent ([D] or [n_latent, D]) -> (image [1,H,W,3], features)."""
-    noise = None if not noises else [n[None] for n in noises]
-    return module.apply(variables, latent[None], input_is_latent=space != "z", noise=noise)
-
-
-def _select(flag, a, b):
-    """where(flag, a, b) over matching pytrees (per-problem role swap)."""
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
+_synth, _select = objectives.synth, objectives.select
 
 
 def _image_features(models: DDSModels, cfg: DDSConfig, params, img):
@@ -363,8 +255,8 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
     input pixels x·m and x_c. Computed once per chunk (the released code recomputes F_j(x) every step)."""
     one = lambda a: a[None]
     x_s, x_t, y_s, y_t = map(one, (inp.x_s, inp.x_t, inp.y_s, inp.y_t))
-    role_mode = "paper" if cfg.mode in SINGLE_GENERATOR_MODES else cfg.mode   # Eq. 2 masks and roles
-    x_a, m_a, x_b, m_b = losses.roles(x_s, x_t, y_s, y_t, role_mode, inp.t2s)
+    roles = cfg.objective.roles                                            # Eq. 2 masks and roles
+    x_a, m_a, x_b, m_b = losses.roles(x_s, x_t, y_s, y_t, roles, inp.t2s)
     gen = models.backbone == GENERATOR
     if gen:
         if inp.w_s is None or inp.w_t is None:
@@ -372,7 +264,7 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
                              "w_s/w_t to inputs_from_images)")
         _, f_s = _synth(models.gen_s, params["g_s"], inp.w_s, "w+")
         _, f_t = _synth(models.gen_t, params["g_t"], inp.w_t, "w+")
-        if role_mode == "paper":
+        if roles == "paper":
             f_a, f_b = _select(inp.t2s, f_t, f_s), _select(inp.t2s, f_s, f_t)
         else:
             f_a, f_b = f_s, f_t
@@ -384,47 +276,17 @@ def make_targets(models: DDSModels, cfg: DDSConfig, params, inp: Inputs) -> dict
             "feat_a": losses.masked_targets(f_a, masks_a), "feat_b": losses.masked_targets(f_b, masks_b)}
 
 
-def _single_synth(models: DDSModels, cfg: DDSConfig, params, latent, t2s):
-    """(image, features) of the one generator of a single-generator mode: the target-role generator
-    (``target``: G_t for s2t, G_s for t2s) or the source-role one (``source``), fixed noise buffers.
-    direction 'both': both passes and a per-problem select."""
-    if cfg.direction != "both":
-        # One direction for every problem: the generator is known statically. Selecting weights per
-        # problem under vmap would batch them (grouped convolutions, which fail once sharded).
-        use_source = (cfg.direction == "t2s") == (cfg.mode == "target")
-        gen, p = (models.gen_s, params["g_s"]) if use_source else (models.gen_t, params["g_t"])
-        return _synth(gen, p, latent, cfg.latent_space)
-    use_s = jnp.logical_not(t2s) if cfg.mode == "source" else t2s
-    out_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
-    out_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
-    return _select(use_s, out_s, out_t)
-
-
-def role_images(models: DDSModels, cfg: DDSConfig, params, latent, noises, t2s):
-    """(I_a, features_a, I_b, features_b) of ``latent``: the images the terms compare in the source role
-    (a) and the target role (b); I_b is x̂. paper: G_s(ẑ) and G_t(ẑ), swapped for t2s; reference: ONE
-    image G_s(ẑ, noise=noises) in both roles (the released loop); target / source: one image of the
-    target-role / source-role generator in both roles (the same object, so its features are computed once)."""
-    if cfg.mode == "reference":
-        img, f = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space, noises)
-        return img, f, img, f
-    if cfg.mode in SINGLE_GENERATOR_MODES:
-        img, f = _single_synth(models, cfg, params, latent, t2s)
-        return img, f, img, f
-    i_s, f_s = _synth(models.gen_s, params["g_s"], latent, cfg.latent_space)
-    i_t, f_t = _synth(models.gen_t, params["g_t"], latent, cfg.latent_space)
-    return _select(t2s, i_t, i_s), _select(t2s, f_t, f_s), _select(t2s, i_s, i_t), _select(t2s, f_s, f_t)
+def role_images(models: DDSModels, cfg: DDSConfig, params, latent, noises, inp: Inputs):
+    """(I_a, features_a, I_b, features_b) of ``latent`` for one problem: the images the terms compare in
+    the source role (a) and the target role (b); I_b is x̂. The objective's renderer decides
+    (:mod:`dds_jax.dds.objectives`); one-image objectives return the same object twice, so its
+    features are computed once."""
+    return cfg.objective.render(models, cfg, params, latent, noises, inp)
 
 
 def problem_loss(latent, models: DDSModels, cfg: DDSConfig, params, noises, inp: Inputs, tgt):
-    """(loss, (terms, x̂ [H, W, 3])) of one problem at ``latent``.
-
-    paper: I_s = G_s(ẑ), I_t = G_t(ẑ) (noise buffers); roles swapped for t2s; x̂ = the target-role
-    generator's image. reference: synth = G_s(ẑ, noise=noises) for every term (the released loop
-    optimises the SOURCE generator; its result is an image of G_s). target / source: x̂ = the
-    target-role / source-role generator's image (fixed noise) for every term.
-    """
-    img_a, feats_a, img_b, feats_b = role_images(models, cfg, params, latent, noises, inp.t2s)
+    """(loss, (terms, x̂ [H, W, 3])) of one problem at ``latent`` (images from :func:`role_images`)."""
+    img_a, feats_a, img_b, feats_b = role_images(models, cfg, params, latent, noises, inp)
     return _role_loss(models, cfg, params, tgt, img_a, feats_a, img_b, feats_b)
 
 
@@ -433,7 +295,9 @@ def _role_loss(models: DDSModels, cfg: DDSConfig, params, tgt, img_a, feats_a, i
     if models.backbone != GENERATOR:
         feats_a = _image_features(models, cfg, params, img_a)
         feats_b = feats_a if img_b is img_a else _image_features(models, cfg, params, img_b)
-    terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.mode, cfg.weights)
+    obj = cfg.objective
+    terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.weights, crossover=obj.crossover,
+                             region_mean=obj.region_mean)
     return terms["loss"], (terms, img_b[0])
 
 
@@ -476,11 +340,13 @@ def normalize_noise(noise):
 
 def _problem_step(models: DDSModels, cfg: DDSConfig, opt, params, st: State, inp: Inputs, tgt):
     """One Adam iteration of one problem; a non-finite loss/gradient stops it (no update, alive=False)."""
-    if cfg.mode == "paper" and models.remat == "synthesis":
+    if cfg.objective.two_generators_sequential and models.remat == "synthesis":
         (loss, (terms, img)), grad = sequential_paper_grad(st.latent, models, cfg, params, inp, tgt)
     else:
         (loss, (terms, img)), grad = jax.value_and_grad(problem_loss, has_aux=True)(
             st.latent, models, cfg, params, st.noises, inp, tgt)
+    if cfg.objective.latent_pair and cfg.blend_fix_outer:
+        grad = grad.at[1].set(0.0)            # w_out stays the outside input's own latent
     updates, opt_state = opt.update(grad, st.opt_state, st.latent)
     latent = optax.apply_updates(st.latent, updates)
     noises = tuple(normalize_noise(n) for n in st.noises)
@@ -494,11 +360,16 @@ def _problem_step(models: DDSModels, cfg: DDSConfig, opt, params, st: State, inp
 # State and the compiled chunk
 # --------------------------------------------------------------------------------------------------
 def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int, inputs: Optional[Inputs] = None):
-    """[n, D] (z, w) or [n, n_latent, D] (w+). random: z ~ N(0, I) (mapped through G_s for w/w+);
-    mean: 0 in Z, else the mean of G_s.style over ``n_mean_latent`` z's (released init), repeated;
-    input: the W+ latent of each problem's target-role input (``inputs.w_t`` for s2t, ``w_s`` for
-    t2s; averaged over layers in W), so x̂ starts as the input image it must keep outside the part."""
+    """[n, D] (z, w) or [n, n_latent, D] (w+); [n, 2, n_latent, D] for a two-latent objective (blend:
+    (w_in, w_out), the latents of the part's generator and of the outside generator).
+    random: z ~ N(0, I) (mapped through G_s for w/w+); mean: 0 in Z, else the mean of G_s.style over
+    ``n_mean_latent`` z's (released init), repeated; input: the W+ latent of each problem's target-role
+    input (``inputs.w_t`` for s2t, ``w_s`` for t2s; averaged over layers in W), so x̂ starts as the input
+    image it must keep outside the part (blend: each generator starts from its own input's latent)."""
     cfg = cfg.resolved()
+    pair = cfg.objective.latent_pair
+    if pair and cfg.latent_space != "w+":
+        raise ValueError(f"mode {cfg.mode!r} optimises one W+ latent per generator: use latent_space 'w+'")
     g, v = models.gen_s, models.params["g_s"]
     d = models.config_s.style_dim
     if cfg.init == "input":
@@ -508,8 +379,11 @@ def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int, inputs: Opti
         if cfg.latent_space == "z":
             raise ValueError("init='input' starts from the inputs' W+ latents: use latent_space 'w' or 'w+'")
         flag = jnp.asarray(inputs.t2s)[:, None, None]
-        wplus = jnp.where(flag, jnp.asarray(inputs.w_s), jnp.asarray(inputs.w_t))[:n]
-        return wplus if cfg.latent_space == "w+" else jnp.mean(wplus, axis=1)
+        w_s, w_t = jnp.asarray(inputs.w_s)[:n], jnp.asarray(inputs.w_t)[:n]
+        outer = jnp.where(flag[:n], w_s, w_t)
+        if pair:
+            return jnp.stack([jnp.where(flag[:n], w_t, w_s), outer], axis=1)
+        return outer if cfg.latent_space == "w+" else jnp.mean(outer, axis=1)
     if cfg.init == "random":
         z = jax.random.normal(key, (n, d))
         if cfg.latent_space == "z":
@@ -520,7 +394,8 @@ def initial_latents(models: DDSModels, cfg: DDSConfig, key, n: int, inputs: Opti
             return jnp.zeros((n, d))
         w = jnp.broadcast_to(sg.mean_latent(g, v, key, cfg.n_mean_latent), (n, d))
     if cfg.latent_space == "w+":
-        return sg.to_wplus(w, models.config_s.n_latent)
+        w = sg.to_wplus(w, models.config_s.n_latent)
+        return jnp.stack([w, w], axis=1) if pair else w
     return w
 
 
@@ -535,7 +410,7 @@ def init_state(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, latent0=N
     # fresh buffers (jnp.array copies): the state is donated to the chunk function
     latent = jnp.array(initial_latents(models, cfg, k_lat, b, inputs) if latent0 is None else latent0,
                        jnp.float32)
-    if cfg.mode == "reference":
+    if cfg.objective.fresh_noise:
         if noises0 is None:
             shapes = models.config_s.noise_shapes()
             keys = jax.random.split(k_noise, len(shapes))
@@ -632,10 +507,10 @@ def _render_fn(statics, cfg: DDSConfig):
 
     @jax.jit
     def render(params, state: State, inputs: Inputs):
-        def one(latent, noises, t2s):
-            img_a, _, img_b, _ = role_images(models, cfg, params, latent, noises, t2s)
+        def one(latent, noises, inp):
+            img_a, _, img_b, _ = role_images(models, cfg, params, latent, noises, inp)
             return {"result": img_b[0]} if img_a is img_b else {"result": img_b[0], "other": img_a[0]}
-        return jax.vmap(one)(state.latent, state.noises, inputs.t2s)
+        return jax.vmap(one)(state.latent, state.noises, inputs)
     return render
 
 
@@ -667,6 +542,25 @@ class RunResult(NamedTuple):
     failed: list                         # failed_problems
 
 
+def iterate_chunks(models: DDSModels, cfg: DDSConfig, state: State, inputs: Inputs, n: int, *, done: int = 0,
+                   chunk: int = 50, snapshot_every: int = 0, mesh: Optional[Mesh] = None):
+    """The one chunk driver (the pipeline and :func:`run_dds`): run iterations ``done`` .. ``cfg.iterations``
+    in compiled chunks of ``chunk`` (a shorter last one); yields ``(iterations done, state, ChunkOutput
+    of the n real problems on the host)``. Snapshots every ``snapshot_every`` iterations when it divides
+    the chunk (none in a shorter last chunk). 0 iterations (``blend_forward``) yields nothing."""
+    total = int(cfg.resolved().iterations)
+    chunk = max(1, min(int(chunk), total))
+    k = int(snapshot_every) if snapshot_every and chunk % snapshot_every == 0 else 0
+    run = make_run_chunk(models, cfg, chunk, k, mesh) if done < total else None
+    while done < total:
+        if total - done < chunk:    # a shorter final chunk (one more compile)
+            chunk = total - done
+            run = make_run_chunk(models, cfg, chunk, 0, mesh)
+        state, out = run(state, inputs)
+        done += chunk
+        yield done, state, jax.device_get(unpad(out, n, axis=1))
+
+
 def run_dds(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, chunk: int = 50,
             snapshot_every: int = 0, mesh: Optional[Mesh] = None,
             callback: Optional[Callable[[int, State, ChunkOutput], None]] = None) -> RunResult:
@@ -676,20 +570,13 @@ def run_dds(models: DDSModels, inputs: Inputs, cfg: DDSConfig, key, chunk: int =
     inputs, n = pad_seeds(inputs, multiple)
     inputs = shard_seeds(inputs, mesh)
     state = init_state(models, inputs, cfg, key, mesh=mesh)
-    total = int(cfg.iterations)
-    chunk = min(chunk, total)
-    run = make_run_chunk(models, cfg, chunk, snapshot_every if chunk % max(snapshot_every, 1) == 0 else 0, mesh)
-    outs, done = [], 0
-    while done < total:
-        if total - done < chunk:    # a shorter final chunk (one more compile)
-            chunk = total - done
-            run = make_run_chunk(models, cfg, chunk, 0, mesh)
-        state, out = run(state, inputs)
-        done += chunk
+    outs = []
+    for done, state, out in iterate_chunks(models, cfg, state, inputs, n, chunk=chunk,
+                                           snapshot_every=snapshot_every, mesh=mesh):
         if callback is not None:
             callback(done, state, out)
-        outs.append(jax.device_get(unpad(out, n, axis=1)))
-    loss = {name: np.concatenate([o.losses[name] for o in outs]) for name in outs[0].losses}
+        outs.append(out)
+    loss = {name: np.concatenate([o.losses[name] for o in outs]) for name in (outs[0].losses if outs else ())}
     snaps = [o.snapshots for o in outs if o.snapshots is not None]
     images = jax.device_get(unpad(final_images(models, state, inputs, cfg), n))
     return RunResult(unpad(state, n), loss, np.concatenate(snaps) if snaps else None, images,

@@ -26,6 +26,7 @@ from dds_jax import checkpoint as ckpt_io
 from dds_jax import files
 from dds_jax.dds import image_inputs, run_io
 from dds_jax.dds.config import RESUME_FIELDS, dds_config, select_seeds, validate
+from dds_jax.dds import objectives
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
 
@@ -133,7 +134,7 @@ def _initial_state(models, inputs, dcfg, c, mesh, batch_seeds):
     latent0 = jnp.concatenate([opt.initial_latents(models, dcfg, k, 1, _take(inputs, np.array([i])))
                                for i, k in enumerate(keys)])
     noises0 = None
-    if dcfg.resolved().mode == "reference":
+    if dcfg.objective.fresh_noise:
         shapes = models.config_s.noise_shapes()
         noises0 = [jnp.stack([jax.random.normal(jax.random.fold_in(k, 1 + j), s[1:]) for k in keys])
                    for j, s in enumerate(shapes)]
@@ -193,8 +194,6 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
     state = _initial_state(models, inputs, dcfg, c, mesh, batch_seeds)
 
     total = int(dcfg.resolved().iterations)
-    chunk = int(min(c.chunk, total))
-    k = int(c.snapshot_every) if c.snapshot_every and chunk % c.snapshot_every == 0 else 0
     state_dir = out / _state_name()
     done, losses, snaps, snap_steps = 0, [], [], []
     tag = {"seeds": [int(batch_seeds[int(s)]) for s in np.asarray(inputs.seed)[:n]],
@@ -209,28 +208,23 @@ def run_batch(models, seg_fn, dcfg, c, mesh, batch_seeds: Sequence[int], out: pa
                     snaps, snap_steps = [z["snapshots"]], [z["snapshot_steps"]]
             done = int(saved["done"])
             logging.info("resumed batch %s at iteration %d", tag["seeds"], done)
-    run_chunk = opt.make_run_chunk(models, dcfg, chunk, k, mesh)
-    last_ckpt = done
-    while done < total:
-        if total - done < chunk:
-            chunk = total - done
-            run_chunk = opt.make_run_chunk(models, dcfg, chunk, 0, mesh)
-        state, o = run_chunk(state, inputs)
-        o = jax.device_get(opt.unpad(o, n, axis=1))
+    last_ckpt = step_before = done
+    for done, state, o in opt.iterate_chunks(models, dcfg, state, inputs, n, done=done, chunk=int(c.chunk),
+                                             snapshot_every=int(c.snapshot_every or 0), mesh=mesh):
         losses.append({name: np.asarray(v) for name, v in o.losses.items()})
         if o.snapshots is not None:
             snaps.append(files.to_uint8(o.snapshots))
             snap_steps.append(np.asarray(o.snapshot_steps))
-        done += chunk
         if progress is not None:
-            progress.update(chunk * n)
+            progress.update((done - step_before) * n)
             progress.set_postfix(loss=f"{float(np.nanmean(o.losses['loss'][-1])):.4f}")
+        step_before = done
         if c.checkpoint_every and done - last_ckpt >= c.checkpoint_every and done < total:
             _save_progress(state_dir, state, losses, snaps, snap_steps, done, tag)
             last_ckpt = done
 
     images = jax.device_get(opt.unpad(opt.final_images(models, state, inputs, dcfg), n))["result"]
-    all_losses = {name: np.concatenate([l[name] for l in losses]) for name in losses[0]}
+    all_losses = {name: np.concatenate([l[name] for l in losses]) for name in (losses[0] if losses else ())}
     if snaps:    # the GIF / the FID curve end with the final x̂ (after the last update)
         snaps.append(files.to_uint8(images)[None])
         snap_steps.append(np.full((1, images.shape[0]), total, np.int64))
@@ -309,6 +303,9 @@ def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathl
     dcfg = dds_config(c)
     seeds = select_seeds(c)
     models, seg_fn, gens = load_models(c)    # before touching the output: a bad path leaves nothing behind
+    dcfg, note = objectives.for_generators(dcfg, models.config_s, models.config_t)
+    if note:
+        logging.warning("%s", note)
     out = pathlib.Path(c.output_dir)
     rank, n_proc = jax.process_index(), jax.process_count()
     new_dir, new_run = not out.exists(), not (out / "run.json").is_file()

@@ -40,21 +40,29 @@ from dds_jax import checkpoint as ckpt_io
 from dds_jax import files, render
 from dds_jax.dds import invert
 from dds_jax.eval import metrics
+from dds_jax.dds import objectives
 from dds_jax.dds import optimize as opt
 
 # DDS methods: name -> DDSConfig fields (iterations and backbone come from the benchmark config).
 METHODS: Dict[str, dict] = {
     "paper": dict(mode="paper"),                              # Eqs. 1-6: two generators, ẑ in Z
     "reference": dict(mode="reference"),                      # released loop: G_s, W+, fresh noise
-    "source": dict(mode="source"),                            # released loop on G_s, fixed noise
-    "target_mean": dict(mode="target", init="mean"),          # the loop on G_t from the mean latent
-    "target": dict(mode="target"),                            # ... from the target's latent (default)
-    "target_pixel": dict(mode="target", perceptual_weight=0.0),   # ... without the perceptual terms
+    "inner": dict(mode="inner"),                              # released loop on G_s, fixed noise
+    "outer_mean": dict(mode="outer", init="mean"),            # the loop on G_t from the mean latent
+    "outer": dict(mode="outer"),                              # ... from the target's latent
+    "outer_pixel": dict(mode="outer", perceptual_weight=0.0),     # ... without the perceptual terms
+    "blend_forward": dict(mode="blend_forward"),              # G_s inside / G_t outside, one forward pass
+    "blend": dict(mode="blend"),                              # ... its latents optimised (region means)
 }
 BASELINES = ("x_t", "x_c")
-DEFAULT_METHOD = "target"
+DEFAULT_METHOD = "blend"
 METRICS = ("mse", "mse_in_part", "mse_out_part", "ssim", "ssim_in_part", "ssim_out_part",
-           "p_source_in_part", "p_target_out_part")
+           "p_source_in_part", "p_target_out_part", "seam")
+LOWER_IS_BETTER = ("mse", "mse_in_part", "mse_out_part", "seam")
+# Tracks: paired = the same face in both domains; unpaired = target face A gets the part of another
+# face B (B_i = face i+1), the truth drawn by the renderer as A with B's part parameters (hairstyle
+# transfer, paper Fig. 11). "<track>_oracle": the renderer's true masks instead of the segmenter's.
+TRACKS = ("paired", "unpaired")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -75,6 +83,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.backbone = "generator"          # DDS perceptual backbone (generator: no torchvision weights)
     c.backbone_ckpt = ""
     c.methods = ""                    # comma-separated subset of x_t, x_c and METHODS; "" = all
+    c.tracks = "paired,unpaired"      # comma-separated subset of TRACKS
+    c.oracle = True                   # also run every track with the renderer's true masks
     c.default_method = DEFAULT_METHOD
     c.init_seed = 0
     c.classifier_steps = 400          # the style classifier's Adam steps (batch 32 renderings)
@@ -88,12 +98,15 @@ def default_config() -> ml_collections.ConfigDict:
 # --------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Renders:
-    """uint8 renderings [N, H, W, 3] of the same faces in both styles, the true part mask [N, H, W]
-    (bool) and the true dual-domain image (source style inside the part, target style outside)."""
+    """uint8 renderings [N, H, W, 3] of the inputs (source style, target style), the true part mask of
+    the RESULT [N, H, W] (bool), the true dual-domain image (source style inside the part, target style
+    outside), and the true part masks of the two inputs (the oracle's y_s, y_t)."""
     source: np.ndarray
     target: np.ndarray
     mask: np.ndarray
     truth: np.ndarray
+    source_mask: np.ndarray = None
+    target_mask: np.ndarray = None
 
 
 def part_ids(part: str) -> List[int]:
@@ -106,11 +119,46 @@ def part_ids(part: str) -> List[int]:
 
 def render_truth(seed: int, n: int, size: int, part: str, source_style: str = "sketch",
                  target_style: str = "photo") -> Renders:
+    """The paired track: face i in both styles; the truth is its source rendering inside the part."""
     src, labels = render.render_faces(seed, n, size, source_style)
     tgt, _ = render.render_faces(seed, n, size, target_style)    # same faces: same labels
     mask = np.isin(labels, part_ids(part))
     truth = np.where(mask[..., None], src, tgt)
-    return Renders(src, tgt, mask, truth)
+    return Renders(src, tgt, mask, truth, mask, mask)
+
+
+def donor_index(n: int) -> np.ndarray:
+    """The unpaired track's face B of target face A = i: face i+1 (the last takes face 0)."""
+    return np.roll(np.arange(n), -1)
+
+
+def render_unpaired_truth(seed: int, n: int, size: int, part: str, source_style: str = "sketch",
+                          target_style: str = "photo") -> Renders:
+    """The unpaired track: x_t = face A_i (target style), x_s = face B_i = A_{i+1} (source style), the
+    truth = A_i drawn with B_i's part parameters (``render.with_parts``), source style inside ITS part
+    mask. B's part sits elsewhere in x_s (another pose), so cut-and-paste puts it in the wrong place."""
+    ids = part_ids(part)
+    a = render.face_params(seed, n)
+    b = {k: v[donor_index(n)] for k, v in a.items()}
+    src, src_labels = render.render(b, size, source_style)
+    tgt, tgt_labels = render.render(a, size, target_style)
+    mixed = render.with_parts(a, b, [render.PARTS[i] for i in ids])
+    t_src, labels = render.render(mixed, size, source_style)
+    t_tgt, _ = render.render(mixed, size, target_style)
+    mask = np.isin(labels, ids)
+    return Renders(src, tgt, mask, np.where(mask[..., None], t_src, t_tgt),
+                   np.isin(src_labels, ids), np.isin(tgt_labels, ids))
+
+
+def unpaired_inversions(inv: dict) -> dict:
+    """The paired track's inversions with the source side taken from the donor faces (B_i = face i+1):
+    the unpaired track needs no inversion of its own."""
+    idx = donor_index(len(inv["w_s"]))
+    out = dict(inv)
+    for k in ("w_s", "x_s", "mse_s"):
+        out[k] = np.asarray(inv[k])[idx]
+    out["feats_s"] = [np.asarray(f)[idx] for f in inv["feats_s"]]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +227,37 @@ def _region_mean(values, region):
         return (v * r).sum((1, 2)) / r.sum((1, 2))
 
 
+def boundary_band(mask) -> np.ndarray:
+    """[N, H, W] bool: the pixels on either side of the part's boundary (a 4-neighbour differs)."""
+    m = np.asarray(mask, bool)
+    band = np.zeros_like(m)
+    for axis in (1, 2):
+        diff = np.diff(m, axis=axis)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        band[tuple(lo)] |= diff
+        band[tuple(hi)] |= diff
+    return band
+
+
+def image_gradients(images) -> np.ndarray:
+    """[N, H, W, 2C]: forward differences along x and y (0 on the last row / column)."""
+    x = np.asarray(images, np.float32)
+    gx = np.zeros_like(x)
+    gy = np.zeros_like(x)
+    gx[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    gy[:, :-1] = x[:, 1:] - x[:, :-1]
+    return np.concatenate([gx, gy], axis=-1)
+
+
+def seam_error(images, truth, mask) -> np.ndarray:
+    """Per image: the mean over the boundary band of the true part of |∇image - ∇truth| (the RMS over
+    x/y and channels): a pasted edge or a halo scores high, the truth's own contour scores 0."""
+    d = image_gradients(images) - image_gradients(truth)
+    return _region_mean(np.sqrt(np.mean(d ** 2, axis=-1)), boundary_band(mask))
+
+
 def score_images(images, truth, mask, p_source: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """Per-image scores of images against the truth (both float in [0, 1], [N, H, W, 3]; mask [N, H, W]
     bool, the TRUE part). p_source: the style classifier's P(source style) map of ``images``."""
@@ -190,7 +269,8 @@ def score_images(images, truth, mask, p_source: Optional[np.ndarray] = None) -> 
     full = np.ones(inside.shape, bool)
     out = {"mse": _region_mean(err, full), "mse_in_part": _region_mean(err, inside),
            "mse_out_part": _region_mean(err, outside), "ssim": _region_mean(s_map, full),
-           "ssim_in_part": _region_mean(s_map, inside), "ssim_out_part": _region_mean(s_map, outside)}
+           "ssim_in_part": _region_mean(s_map, inside), "ssim_out_part": _region_mean(s_map, outside),
+           "seam": seam_error(images, truth, inside)}
     if p_source is not None:
         out["p_source_in_part"] = _region_mean(p_source, inside)
         out["p_target_out_part"] = _region_mean(1.0 - np.asarray(p_source), outside)
@@ -214,7 +294,12 @@ def method_names(spec: str) -> List[str]:
 
 
 def method_config(name: str, c) -> opt.DDSConfig:
-    return opt.DDSConfig(**dict(METHODS[name], backbone=c.backbone, iterations=int(c.iterations))).resolved()
+    """The DDSConfig of a method: the benchmark's backbone and iterations (a one-forward objective
+    such as ``blend_forward`` keeps its 0 iterations)."""
+    fields = dict(METHODS[name], backbone=c.backbone)
+    if objectives.get(fields["mode"]).defaults.get("iterations") != 0:
+        fields["iterations"] = int(c.iterations)
+    return opt.DDSConfig(**fields).resolved()
 
 
 def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress=None) -> np.ndarray:
@@ -223,7 +308,10 @@ def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress
         return np.asarray(inputs.x_t)
     if name == "x_c":
         return np.asarray(inputs.x_c)
-    dcfg = method_config(name, c)
+    dcfg, note = objectives.for_generators(method_config(name, c), models.config_s, models.config_t)
+    if note:
+        logging.warning("%s", note)
+    dcfg = dcfg.resolved()
     last = [0]
 
     def tick(done, *_):
@@ -257,8 +345,18 @@ def load(c):
     return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts)
 
 
+def track_names(c) -> List[str]:
+    names = [t.strip() for t in str(c.tracks).split(",") if t.strip()]
+    bad = [t for t in names if t not in TRACKS]
+    if not names or bad:
+        raise ValueError(f"config.tracks = {c.tracks!r}: use a comma-separated subset of {', '.join(TRACKS)}")
+    return [v for t in names for v in ([t, f"{t}_oracle"] if c.oracle else [t])]
+
+
 def run_benchmark(c, out) -> dict:
-    """The whole benchmark (see the module docstring); returns what benchmark.json holds."""
+    """The whole benchmark (see the module docstring); returns what benchmark.json holds: the first
+    track's ``default``/``methods``/``truth``/... at the top (the paired track with the segmenter's
+    masks), and every track in the same shape under ``tracks``."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     names = method_names(c.methods)
@@ -268,10 +366,11 @@ def run_benchmark(c, out) -> dict:
     if int(c.n) < 1:
         raise ValueError(f"config.n must be >= 1, got {c.n}")
     part_ids(c.part)
+    tracks = track_names(c)
     t0 = time.perf_counter()
     gen_s, gen_t, models, seg_fn = load(c)
     size = models.config_t.size
-    truth = render_truth(c.seed, c.n, size, c.part, c.source_style, c.target_style)
+    paired = render_truth(c.seed, c.n, size, c.part, c.source_style, c.target_style)
     out.mkdir(parents=True, exist_ok=True)
     # faces i < n depend only on (seed, i): a cache of more faces serves a smaller n
     key = {"source": invert.fingerprint(gen_s.variables), "target": invert.fingerprint(gen_t.variables),
@@ -279,49 +378,66 @@ def run_benchmark(c, out) -> dict:
            "target_style": c.target_style, "seed": int(c.seed), "steps": int(c.invert_steps),
            "lr": float(c.invert_lr), "size": size}
     timings = {}
-    inv = invert.invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr,
-                      cache=out / "inversions.npz", key=key)
+    inv = invert.invert_pair(gen_s, gen_t, paired.source, paired.target, c.invert_steps, c.invert_lr,
+                             cache=out / "inversions.npz", key=key)
     timings["inversion_s"] = round(time.perf_counter() - t0, 1)
-    inputs = invert.inputs_from_inversions(inv, opt.DDSConfig(), seg_fn)
     cls_params, p_source = train_style_classifier(size, c.source_style, c.target_style,
                                                   c.classifier_steps, c.classifier_seed)
-    to01 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)      # noqa: E731
-    truth01 = truth.truth.astype(np.float32) / 255.0
-
-    def scores(img01):
-        p = np.asarray(p_source(cls_params, jnp.asarray(img01 * 2.0 - 1.0)))
-        return score_images(img01, truth01, truth.mask, p)
-
-    n_dds = sum(name in METHODS for name in names)
-    results, images = {}, {}
-    with tqdm(total=n_dds * int(c.iterations) * int(c.n), unit="it", desc="benchmark problem-iterations",
-              dynamic_ncols=True, disable=None) as progress:
-        for name in names:
-            t1 = time.perf_counter()
-            progress.set_postfix(method=name)
-            images[name] = to01(run_method(name, models, inputs, c, progress))
-            results[name] = summarize(scores(images[name]))
-            results[name]["seconds"] = round(time.perf_counter() - t1, 1)
-            logging.info("%s: %s", name, results[name])
-    seg_masks = (np.asarray(inputs.y_s)[..., 0] > 0.5, np.asarray(inputs.y_t)[..., 0] > 0.5)
-    report = {
-        "default": c.default_method, "methods": results,
-        "truth": summarize(scores(truth01)),             # the classifier's scores of the truth itself
+    classify = lambda img01: np.asarray(p_source(cls_params, jnp.asarray(img01 * 2.0 - 1.0)))   # noqa: E731
+    per_track = sum(int(method_config(name, c).iterations) for name in names if name in METHODS)
+    report = {"tracks": {}}
+    with tqdm(total=len(tracks) * per_track * int(c.n), unit="it",
+              desc="benchmark problem-iterations", dynamic_ncols=True, disable=None) as progress:
+        for track in tracks:
+            base = track.split("_")[0]
+            truth = paired if base == "paired" else render_unpaired_truth(
+                c.seed, c.n, size, c.part, c.source_style, c.target_style)
+            track_inv = inv if base == "paired" else unpaired_inversions(inv)
+            masks = None
+            if track.endswith("_oracle"):
+                masks = tuple(jnp.asarray(m[..., None], jnp.float32) for m in (truth.source_mask, truth.target_mask))
+            inputs = invert.inputs_from_inversions(track_inv, opt.DDSConfig(), seg_fn, masks=masks)
+            result, images = run_track(track, names, models, inputs, truth, classify, c, progress)
+            report["tracks"][track] = result
+            rows = min(int(c.sheet_rows), int(c.n))
+            tiles = []
+            for i in range(rows):
+                tiles += [truth.source[i], truth.target[i], truth.truth[i]]
+                tiles += [files.to_uint8(images[name][i], (0.0, 1.0)) for name in names]
+            sheet = "contact_sheet.png" if track == tracks[0] else f"contact_sheet_{track}.png"
+            files.save_png(out / sheet, files.make_grid(tiles, ncols=3 + len(names)))
+    first = report["tracks"][tracks[0]]
+    report.update({k: first[k] for k in ("default", "methods", "truth", "segmenter_iou")})
+    report.update({
         "inversion": {"mse_source": round(float(np.mean(inv["mse_s"])), 5),
                       "mse_target": round(float(np.mean(inv["mse_t"])), 5)},
-        "segmenter_iou": {"source": _iou(seg_masks[0], truth.mask), "target": _iou(seg_masks[1], truth.mask)},
         "config": c.to_dict(), "timings": dict(timings, total_s=round(time.perf_counter() - t0, 1)),
         "dds_configs": {n: dataclasses.asdict(method_config(n, c)) for n in names if n in METHODS},
-    }
+    })
     files.write_json(out / "benchmark.json", report)
     files.write_text(out / "benchmark.md", markdown_table(report))
-    rows = min(int(c.sheet_rows), int(c.n))
-    tiles = []
-    for i in range(rows):
-        tiles += [truth.source[i], truth.target[i], truth.truth[i]]
-        tiles += [files.to_uint8(images[name][i], (0.0, 1.0)) for name in names]
-    files.save_png(out / "contact_sheet.png", files.make_grid(tiles, ncols=3 + len(names)))
     return report
+
+
+def run_track(track: str, names, models, inputs, truth: Renders, classify, c, progress=None):
+    """Every method on one track's inputs, scored against its truth -> (``{"default", "methods",
+    "truth", "segmenter_iou"}``, images in [0, 1] per method)."""
+    to01 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)      # noqa: E731
+    truth01 = truth.truth.astype(np.float32) / 255.0
+    scores = lambda img01: score_images(img01, truth01, truth.mask, classify(img01))  # noqa: E731
+    results, images = {}, {}
+    for name in names:
+        t1 = time.perf_counter()
+        if progress is not None:
+            progress.set_postfix(track=track, method=name)
+        images[name] = to01(run_method(name, models, inputs, c, progress))
+        results[name] = summarize(scores(images[name]))
+        results[name]["seconds"] = round(time.perf_counter() - t1, 1)
+        logging.info("%s / %s: %s", track, name, results[name])
+    seg = (np.asarray(inputs.y_s)[..., 0] > 0.5, np.asarray(inputs.y_t)[..., 0] > 0.5)
+    return {"default": c.default_method, "methods": results, "truth": summarize(scores(truth01)),
+            "segmenter_iou": {"source": _iou(seg[0], truth.source_mask), "target": _iou(seg[1], truth.target_mask)},
+            }, images
 
 
 def _iou(pred, true) -> float:
@@ -329,22 +445,27 @@ def _iou(pred, true) -> float:
 
 
 def markdown_table(report: dict) -> str:
+    """One table per track (methods as rows, :data:`METRICS` as columns, the truth last)."""
     c = report["config"]
     head = ("| method | MSE ↓ | MSE in part ↓ | MSE out of part ↓ | SSIM ↑ | SSIM in part ↑ | "
-            "SSIM out of part ↑ | P(source) in part ↑ | P(target) out of part ↑ |")
+            "SSIM out of part ↑ | P(source) in part ↑ | P(target) out of part ↑ | seam ↓ |")
     lines = [f"# Dual-domain benchmark: {c['n']} rendered faces, part {c['part']}, "
-             f"{c['source_style']} ({c['source_ckpt']}) into {c['target_style']} ({c['target_ckpt']})", "",
-             head, "|" + "---|" * 9]
-    rows = list(report["methods"].items()) + [("(truth)", report["truth"])]
-    for name, m in rows:
-        tag = f"**{name}** (default)" if name == report["default"] else name
-        lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS) + " |")
-    inv, iou = report["inversion"], report["segmenter_iou"]
-    lines += ["", f"Images in [0, 1]; in/out of part = the TRUE part mask of the renderer. Inversion MSE: "
-              f"source {inv['mse_source']:.4f}, target {inv['mse_target']:.4f}; segmenter IoU of the part: "
-              f"source {iou['source']:.3f}, target {iou['target']:.3f}. DDS: {c['iterations']} iterations. "
-              "Contact sheet columns: source rendering, target rendering, truth, then the methods in "
-              "table order.", ""]
+             f"{c['source_style']} ({c['source_ckpt']}) into {c['target_style']} ({c['target_ckpt']})", ""]
+    for track, t in report.get("tracks", {"paired": report}).items():
+        lines += [f"## {track}", "", head, "|" + "---|" * (len(METRICS) + 1)]
+        for name, m in list(t["methods"].items()) + [("(truth)", t["truth"])]:
+            tag = f"**{name}** (default)" if name == t["default"] else name
+            lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS) + " |")
+        iou = t["segmenter_iou"]
+        lines += ["", f"Part masks: IoU with the true input masks: source {iou['source']:.3f}, target "
+                  f"{iou['target']:.3f}.", ""]
+    inv = report["inversion"]
+    lines += [f"Images in [0, 1]; in/out of part = the TRUE part mask of the result (renderer). seam = "
+              f"|∇x̂ - ∇truth| along the true part boundary. Inversion MSE: source {inv['mse_source']:.4f}, "
+              f"target {inv['mse_target']:.4f}. DDS: {c['iterations']} iterations. Tracks: paired = the same "
+              "face in both domains; unpaired = face A gets face B's part (truth: A drawn with B's part "
+              "parameters); _oracle = the renderer's true masks instead of the segmenter's. Contact sheet "
+              "columns: source input, target input, truth, then the methods in table order.", ""]
     return "\n".join(lines)
 
 
