@@ -3,6 +3,7 @@
   python -m dds_jax.cli.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
   python -m dds_jax.cli.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
   python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+  python -m dds_jax.cli.demo_models --size=64 --work=runs/demo64       # the 64x64 recipe (in progress, issue 34)
 """
 import json
 import pathlib
@@ -19,8 +20,11 @@ def define_flags():
     flags.DEFINE_string("work", "runs/demo_models", "Working folder (training runs, resumable).")
     flags.DEFINE_string("out", None, "Where the final models go (default: WORK/export); pass the package's "
                         "dds_jax/assets/demo to replace the shipped models.")
-    flags.DEFINE_integer("base_steps", 11000, "Iterations of the photo generator.")
-    flags.DEFINE_integer("adapt_steps", 1600, "Iterations of the sketch adaptation.")
+    flags.DEFINE_enum("size", "32", [str(s) for s in demo_models.RECIPES],
+                      "The pair's resolution: 32 = the shipped pair; 64 = the 64x64 recipe (issue 34).")
+    flags.DEFINE_integer("base_steps", None, "Iterations of the photo generator (default: the recipe's, "
+                         "11000 at 32, 8000 at 64).")
+    flags.DEFINE_integer("adapt_steps", None, "Iterations of the sketch adaptation (default: the recipe's, 1600).")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
     flags.DEFINE_integer("invert_steps", demo_models.INVERT_STEPS, "Adam steps of each W+ inversion.")
     flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
@@ -35,7 +39,7 @@ def main(argv):
         raise ValueError(f"--photo={FLAGS.photo}: no model.json there; pass a dds-jax generator folder, "
                          "e.g. dds_jax/assets/demo/photo")
     report = demo_models.build(FLAGS.work, out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
-                               FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo)
+                               FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo, size=int(FLAGS.size))
     logging.info("report: %s", report)
     print(json.dumps(report["segmenter_iou"], indent=1))
     print(f"demo models written to {out}")

@@ -21,6 +21,7 @@ Every stage resumes: an interrupted run continues where it stopped, finished sta
 ``--out`` (default: WORK/export; the shipped models are replaced only when it names the package's
 assets/demo) receives photo/, sketch/, segmenter/ and report.json.
 """
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -54,10 +55,32 @@ BASE_TRAIN = trainer.TrainConfig(batch=8)
 # drawing's lines to lie on its own photo's edges rather than on another latent's: 100 % validation.
 ADAPT_TRAIN = trainer.TrainConfig.few_shot(freeze_mapping=True, freeze_res=16, ema_decay=0.99, kl_weight=10.0,
                                            feat_const_batch=8, edge_weight=1.0)
-VALIDATION_SEEDS = range(64, 1344)   # the held-out retrieval; choosing the recipe looked only at these seeds
 ADAPT_PATCH_RES = 16      # patch-level D logits at 16x16 (gan.adapt.run_adaptation); 0 = the D's own 4x4
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One demo pair's recipe: generator, adaptation, patch D resolution, labelled faces of the
+    segmenter (``render_faces(LABEL_SEED, n_labels)``) and the default iterations."""
+    g: sg.GeneratorConfig
+    adapt: trainer.TrainConfig
+    patch_res: int
+    n_labels: int
+    base_steps: int
+    adapt_steps: int
+
+
+# The 64x64 pair (issue 34): the channels timed in the issue (1.94 it/s from scratch on this CPU), the
+# 32x32 recipe moved up one resolution (mapping and synthesis up to 32x32 frozen, a 32x32 patch D),
+# and 4 labelled faces for the segmenter. Not yet measured end to end: its training is in progress.
+DEMO_G64 = sg.GeneratorConfig(size=64, style_dim=64, n_mlp=4,
+                              channels=((4, 128), (8, 96), (16, 48), (32, 24), (64, 16)))
+ADAPT_TRAIN64 = dataclasses.replace(ADAPT_TRAIN, freeze_res=32)
+RECIPES = {32: Recipe(DEMO_G, ADAPT_TRAIN, ADAPT_PATCH_RES, 1, 11000, 1600),
+           64: Recipe(DEMO_G64, ADAPT_TRAIN64, 32, 4, 8000, 1600)}
+VALIDATION_SEEDS = range(64, 1344)   # the held-out retrieval; choosing the recipe looked only at these seeds
 SKETCH_SEED = 10          # render_faces(SKETCH_SEED, 10, style="sketch"): the 10 few-shot images
-LABEL_SEED = 20           # render_faces(LABEL_SEED, 1): the one labelled sample
+LABEL_SEED = 20           # render_faces(LABEL_SEED, n_labels): the labelled samples (1 at 32x32)
 EVAL_SEED = 30            # render_faces(EVAL_SEED, n_eval): held-out faces for the IoU
 INVERT_STEPS = 500        # Adam steps of each W+ inversion (segmenter label, IoU, truth retrieval)
 SEG_PARTS = list(render.PARTS[1:])
@@ -68,11 +91,11 @@ def _seconds(path) -> float:
     return float(meta.get("train_seconds", 0.0))
 
 
-def train_photo(work: pathlib.Path, steps: int) -> pathlib.Path:
+def train_photo(work: pathlib.Path, steps: int, recipe: Recipe = RECIPES[32]) -> pathlib.Path:
     from dds_jax.gan import run as train
     out = work / "photo"
     if not _finished(out, steps):
-        train.run_training(out, DEMO_G, BASE_TRAIN, steps, "render:photo", seed=0, resume=True,
+        train.run_training(out, recipe.g, BASE_TRAIN, steps, "render:photo", seed=0, resume=True,
                            checkpoint_every=250, sample_every=250)
     return out
 
@@ -99,34 +122,35 @@ def noise_free_copy(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
     return dst
 
 
-def adapt_sketch(work: pathlib.Path, source_d, steps: int) -> pathlib.Path:
+def adapt_sketch(work: pathlib.Path, source_d, steps: int, recipe: Recipe = RECIPES[32]) -> pathlib.Path:
     from dds_jax.gan import adapt
     images = work / "sketch_10"
     if not (images / "parts.json").is_file():
-        render.write_dataset(images, SKETCH_SEED, 10, DEMO_G.size, "sketch", grid=work / "sketch_10.png")
+        render.write_dataset(images, SKETCH_SEED, 10, recipe.g.size, "sketch", grid=work / "sketch_10.png")
     out = work / "sketch"
     if not _finished(out, steps):
-        adapt.run_adaptation(out, str(photo_generator(work)), str(images), ADAPT_TRAIN, steps,
+        adapt.run_adaptation(out, str(photo_generator(work)), str(images), recipe.adapt, steps,
                              source_d=None if source_d is None else str(source_d), seed=0, resume=True,
-                             patch_res=ADAPT_PATCH_RES, checkpoint_every=100, sample_every=100)
+                             patch_res=recipe.patch_res, checkpoint_every=100, sample_every=100)
     return out
 
 
-def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: int, invert_steps: int):
+def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: int, invert_steps: int,
+                    n_labels: int = 1):
     from dds_jax.dds import invert
     t0 = time.perf_counter()
-    image, mask = render.render_faces(LABEL_SEED, 1, DEMO_G.size, "photo")
+    image, mask = render.render_faces(LABEL_SEED, n_labels, photo_gen.config.size, "photo")
     _, recon, feats, mse = invert.invert(photo_gen, image, steps=invert_steps)
     config, params = segmentation.train_segmenter(photo_gen, None, mask.astype(np.int32), n_class=len(render.PARTS),
                                                   size="S", epochs=epochs, key=jax.random.PRNGKey(0),
                                                   parts=SEG_PARTS, features=feats, progress=True)
-    config["training"].update(label_source=f"render_faces({LABEL_SEED}, 1) inverted into photo (W+)",
-                              inversion_mse=float(mse[0]), seconds=round(time.perf_counter() - t0, 1))
+    config["training"].update(label_source=f"render_faces({LABEL_SEED}, {n_labels}) inverted into photo (W+)",
+                              inversion_mse=float(np.mean(mse)), seconds=round(time.perf_counter() - t0, 1))
     out = work / "segmenter"
     ckpt_io.save_model(out, "segmenter", config, params, overwrite=True)
     from dds_jax import files
     files.save_png(work / "label_sample.png", files.make_grid(
-        [image[0], files.to_uint8(recon)[0], colour_mask(mask[0])], ncols=3))
+        [t for i in range(n_labels) for t in (image[i], files.to_uint8(recon)[i], colour_mask(mask[i]))], ncols=3))
     return out
 
 
@@ -143,7 +167,7 @@ def truth_retrieval_of_inversions(sketch_gen, photo_wplus) -> dict:
     photo generator of ``render_faces(EVAL_SEED, n)``, against the renderer's sketches of those faces."""
     from dds_jax import files
     drawn, _ = sketch_gen.module.apply(sketch_gen.variables, photo_wplus, input_is_latent=True)
-    true_sketches, _ = render.render_faces(EVAL_SEED, len(photo_wplus), DEMO_G.size, "sketch")
+    true_sketches, _ = render.render_faces(EVAL_SEED, len(photo_wplus), sketch_gen.config.size, "sketch")
     return demo_metrics.truth_retrieval(files.to_uint8(np.asarray(drawn)), true_sketches)
 
 
@@ -155,13 +179,15 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
     report = {}
     grids = []
     for name, gen in (("photo", photo_gen), ("sketch", sketch_gen)):
-        images, masks = render.render_faces(EVAL_SEED, n_eval, DEMO_G.size, name)
+        images, masks = render.render_faces(EVAL_SEED, n_eval, gen.config.size, name)
         wplus, recon, feats, mse = invert.invert(gen, images, steps=invert_steps)
         if name == "photo":
             truth = truth_retrieval_of_inversions(sketch_gen, wplus)
-        pred = segmentation.predict(seg, feats, DEMO_G.size)
+        pred = segmentation.predict(seg, feats, gen.config.size)
         iou = segmentation.iou_per_class(pred, masks, len(render.PARTS))
-        report[name] = {"iou": {p: round(float(v), 4) for p, v in zip(render.PARTS, iou)},
+        merged = {p: round(float(v), 4) for p, v in zip(render.PARTS, iou)}
+        merged["eyes_nose_mouth"] = round(merged_iou(pred, masks, ("eyes", "nose", "mouth")), 4)
+        report[name] = {"iou": merged,
                         "mean_iou": round(float(np.nanmean(iou)), 4),
                         "inversion_mse": round(float(np.mean(mse)), 5), "n_images": int(n_eval)}
         k = min(8, n_eval)
@@ -169,6 +195,13 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
             [colour_mask(m) for m in masks[:k]] + [colour_mask(m) for m in pred[:k]]
     files.save_png(work / "segmenter_eval.png", files.make_grid(grids, ncols=min(8, n_eval)))
     return report, truth
+
+
+def merged_iou(pred, true, parts) -> float:
+    """IoU of the union of ``parts`` (render.PARTS names): the mask a run with ``parts=eyes,nose,mouth`` uses."""
+    ids = [render.PARTS.index(p) for p in parts]
+    a, b = np.isin(np.asarray(pred), ids), np.isin(np.asarray(true), ids)
+    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
 
 
 def validation_retrieval(photo_gen, sketch_gen, seeds=VALIDATION_SEEDS, block: int = 64) -> dict:
@@ -199,14 +232,20 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
     files.write_json(out / "report.json", report)
 
 
-def build(work, out, base_steps: int = 11000, adapt_steps: int = 1600, seg_epochs: int = 100,
-          invert_steps: int = INVERT_STEPS, n_eval: int = 64, photo_source=None) -> dict:
-    """All stages. ``photo_source``: an existing photo generator to adapt from (stage 1 skipped; the
-    adaptation's discriminator then starts from random weights, having no source discriminator)."""
+def build(work, out, base_steps: int = None, adapt_steps: int = None, seg_epochs: int = 100,
+          invert_steps: int = INVERT_STEPS, n_eval: int = 64, photo_source=None, size: int = 32) -> dict:
+    """All stages of the ``size`` pair's :data:`RECIPES` (steps default to the recipe's).
+    ``photo_source``: an existing photo generator to adapt from (stage 1 skipped; the adaptation's
+    discriminator then starts from random weights, having no source discriminator)."""
+    if size not in RECIPES:
+        raise ValueError(f"--size={size}: the demo recipes are for sizes {sorted(RECIPES)}")
+    recipe = RECIPES[size]
+    base_steps = recipe.base_steps if base_steps is None else base_steps
+    adapt_steps = recipe.adapt_steps if adapt_steps is None else adapt_steps
     work, out = pathlib.Path(work), pathlib.Path(out)
     work.mkdir(parents=True, exist_ok=True)
     if photo_source is None:
-        photo = train_photo(work, base_steps)
+        photo = train_photo(work, base_steps, recipe)
         noise_free_copy(photo / "generator", photo_generator(work))
         photo_info = {"steps": base_steps, "seconds": _seconds(photo), **BASE_TRAIN.to_dict()}
         source_d = photo / "discriminator"
@@ -218,10 +257,10 @@ def build(work, out, base_steps: int = 11000, adapt_steps: int = 1600, seg_epoch
         photo_info = dict(json.loads(previous.read_text())["training"]["photo"]) if previous.is_file() else {}
         photo_info["source"] = str(photo_source)
         source_d = None
-    sketch = adapt_sketch(work, source_d, adapt_steps)
+    sketch = adapt_sketch(work, source_d, adapt_steps, recipe)
     photo_gen = sg.load_generator(photo_generator(work))
     sketch_gen = sg.load_generator(sketch / "generator")
-    seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps))
+    seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps, recipe.n_labels))
     iou, truth = evaluate(work, photo_gen, sketch_gen, seg, n_eval, invert_steps)
     pair = demo_metrics.pair_report(photo_gen, sketch_gen, range(n_eval), reference_seed=EVAL_SEED)
     pair["retrieval"]["truth"] = {**truth, "images": f"render_faces({EVAL_SEED}, {n_eval}): photo inverted "
@@ -231,9 +270,9 @@ def build(work, out, base_steps: int = 11000, adapt_steps: int = 1600, seg_epoch
               "training": {"photo": photo_info,
                            "sketch": {"steps": adapt_steps, "seconds": _seconds(sketch),
                                       "source_discriminator": source_d is not None,
-                                      "patch_res": ADAPT_PATCH_RES, **ADAPT_TRAIN.to_dict()},
+                                      "patch_res": recipe.patch_res, **recipe.adapt.to_dict()},
                            "segmenter": seg.config["training"]},
-              "generator": DEMO_G.to_dict(), "machine": _machine()}
+              "generator": recipe.g.to_dict(), "machine": _machine()}
     files.write_json(work / "report.json", report)
     save_pair_grid(work / "pair.png", photo_gen, sketch_gen)
     export(work, out, report)
