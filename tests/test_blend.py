@@ -73,6 +73,14 @@ def test_layers_below_the_start_resolution_are_the_outside_generator():
             assert np.abs(np.asarray(f) - np.asarray(r)).max() > 1e-3
 
 
+def test_max_pooled_masks_give_the_part_its_generator_at_every_layer():
+    m = _part_mask(1)
+    coarse = np.asarray(blend.soft_masks(m, CONFIG, 4, 0.0, pool="max")[0])[0, :, :, 0]
+    np.testing.assert_array_equal(coarse, np.asarray(m)[0, :, :, 0].reshape(4, 4, 4, 4).max((1, 3)))
+    with pytest.raises(ValueError, match="blend pool 'min'"):
+        blend.soft_masks(m, CONFIG, 4, 0.0, pool="min")
+
+
 def test_soft_masks_area_average_feather_and_weights():
     m = _part_mask(1)
     masks = blend.soft_masks(m, CONFIG, start_res=4, feather=0.0)
@@ -119,17 +127,13 @@ def test_blend_forward_is_the_blend_of_the_inputs_own_latents(direction):
     res = opt.run_dds(_models(), inputs, cfg, jax.random.PRNGKey(0))
     assert res.losses == {} and res.failed == []
     t2s = direction == "t2s"
-    x_in, x_out = (inputs.x_t, inputs.x_s) if t2s else (inputs.x_s, inputs.x_t)
     w_in, w_out = (inputs.w_t, inputs.w_s) if t2s else (inputs.w_s, inputs.w_t)
     np.testing.assert_array_equal(res.state.latent, np.stack([w_in, w_out], axis=1))
     g_s, g_t = _gens()
     g_in, g_out = (g_t, g_s) if t2s else (g_s, g_t)
-    masks = blend.soft_masks(inputs.y_s, CONFIG, cfg.blend_start, cfg.blend_feather)
+    masks = blend.soft_masks(inputs.y_s, CONFIG, cfg.blend_start, cfg.blend_feather, pool=cfg.blend_pool)
     ref, _ = blend.blend_synthesis(CONFIG, g_in.variables, g_out.variables, w_in, w_out, masks)
     np.testing.assert_allclose(res.images["result"], ref, atol=1e-5)
-    # the blend starts as the naive crossover's two sides: far from x_in outside, from x_out inside
-    y = np.asarray(inputs.y_s)
-    assert np.mean((1 - y) * (res.images["result"] - x_out) ** 2) < np.mean((1 - y) * (res.images["result"] - x_in) ** 2)
 
 
 def test_pasted_blend_is_the_outside_input_outside_the_part():
@@ -141,7 +145,7 @@ def test_pasted_blend_is_the_outside_input_outside_the_part():
     img = opt.run_dds(_models(), inputs, cfg, jax.random.PRNGKey(0)).images["result"]
     plain = opt.run_dds(_models(), inputs, config.DDSConfig(mode="blend_forward", perceptual_size=None,
                                                             blend_paste=False), jax.random.PRNGKey(0)).images["result"]
-    soft = np.asarray(blend.soft_masks(inputs.y_s, CONFIG, cfg.blend_start, cfg.blend_feather)[-1])
+    soft = np.asarray(blend.soft_masks(inputs.y_s, CONFIG, cfg.blend_start, cfg.blend_feather, pool=cfg.blend_pool)[-1])
     far, core = soft[..., 0] == 0.0, soft[..., 0] > 0.999
     assert far.any() and core.any()
     np.testing.assert_array_equal(img[far], np.asarray(inputs.x_t)[far])

@@ -61,7 +61,7 @@ class DDSConfig:
     backbone: a registry name (vgg16, alexnet, ...) or ``generator`` (Appendix D);
       perceptual_size: images and masks go through ``Upsample(scale_factor=perceptual_size/R)`` before
       the backbone, as the released ``caluclate_loss`` (256; None = native resolution).
-    Adam: lr, b1, b2, eps (torch defaults). truncation_*: of the INPUT images x_s, x_t.
+    Adam: lr (the objective's default), b1, b2, eps (torch defaults). truncation_*: of the INPUT images x_s, x_t.
     blend_start / blend_feather: the blend's first mixed resolution and the mask's feathering (pixels
     of each layer); blend_fix_outer: optimise only the part's latent w_in (w_out stays the input's);
     blend_paste: outside the (feathered) part, x̂ is the outside input image itself (a local edit);
@@ -80,7 +80,7 @@ class DDSConfig:
     beta: Optional[float] = None
     gamma: Optional[float] = None
     perceptual_weight: Optional[float] = None
-    lr: float = 0.01
+    lr: Optional[float] = None       # None = the objective's (0.01, the released one; blend 0.03)
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
