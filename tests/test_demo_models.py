@@ -45,6 +45,7 @@ def test_evaluation_writes_the_iou_of_every_part(tmp_path):
         assert np.all(np.isnan(iou) | ((iou >= 0) & (iou <= 1)))
         assert r["mean_iou"] == pytest.approx(np.nanmean(iou), abs=1e-4)
         assert r["iou"]["background"] > 0.5                  # the largest part: found even by a rough inversion
+        assert 0 <= r["merged_iou"]["eyes_nose_mouth"] <= 1   # the paper's M1 mask (issue 34)
     assert 0 <= truth["hits"] <= 8
     grid = files.read_image(tmp_path / "segmenter_eval.png")   # per domain, rows: faces, inversions, truth,
     assert grid.shape[0] >= 8 * 32 and grid.shape[1] >= 8 * 32      # predicted masks; 8 columns

@@ -185,9 +185,8 @@ def evaluate(work: pathlib.Path, photo_gen, sketch_gen, seg, n_eval: int, invert
             truth = truth_retrieval_of_inversions(sketch_gen, wplus)
         pred = segmentation.predict(seg, feats, gen.config.size)
         iou = segmentation.iou_per_class(pred, masks, len(render.PARTS))
-        merged = {p: round(float(v), 4) for p, v in zip(render.PARTS, iou)}
-        merged["eyes_nose_mouth"] = round(merged_iou(pred, masks, ("eyes", "nose", "mouth")), 4)
-        report[name] = {"iou": merged,
+        report[name] = {"iou": {p: round(float(v), 4) for p, v in zip(render.PARTS, iou)},
+                        "merged_iou": {"eyes_nose_mouth": round(merged_iou(pred, masks, ("eyes", "nose", "mouth")), 4)},
                         "mean_iou": round(float(np.nanmean(iou)), 4),
                         "inversion_mse": round(float(np.mean(mse)), 5), "n_images": int(n_eval)}
         k = min(8, n_eval)
