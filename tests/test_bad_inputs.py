@@ -272,7 +272,7 @@ def test_non_finite_config_number_is_refused_up_front(tmp_path, capfd):
 def test_main_help_lists_the_config_fields(capfd):
     r = run_program(capfd, "dds_jax.main", "--help")
     text = " ".join((r.stdout + r.stderr).split())
-    for field in ("lr=0.01", "seeds='0-7'", "parts=''", "output_dir='runs/dds'", "invert_steps=500"):
+    for field in ("b1=0.9", "seeds='0-7'", "parts=''", "output_dir='runs/dds'", "invert_steps=500"):
         assert field in text, field
     assert "--config.<field>=value" in text
 
