@@ -516,7 +516,7 @@ def _render_fn(statics, cfg: DDSConfig):
 
 def final_images(models: DDSModels, state: State, inputs: Inputs, cfg: DDSConfig) -> Dict[str, jnp.ndarray]:
     """x̂ of the current latents: ``result`` [B, H, W, 3] (paper: G_t(ẑ) for s2t, G_s(ẑ) for t2s;
-    reference: G_s(ẑ, noise=noises), what DDS_main saves; target / source: the one generator's image)
+    reference: G_s(ẑ, noise=noises), what DDS_main saves; outer / inner: the one generator's image; blend: the blended image)
     and, in paper mode, ``other`` = the
     source-role generator's image of the same ẑ."""
     return _render_fn(models.statics, cfg.resolved())(models.params, state, inputs)
