@@ -47,3 +47,17 @@ def _release_compiled_functions():
     import jax
     jax.clear_caches()
     gc.collect()
+
+
+# The test files that take longest (minutes on a 2-core CPU, cold compilation cache), run first. With
+# pytest-xdist's --dist loadfile (the README's command) each file goes to one worker in collection order,
+# so the long ones start first and the short ones fill the end of both workers' queues instead of a
+# long file starting last on one worker while the other is idle. Without xdist only the order changes.
+SLOW_FIRST = ("test_dds_step.py", "test_gan.py", "test_benchmark.py", "test_demo_models.py",
+              "test_dds_batched.py", "test_main_cli.py", "test_evaluate.py", "test_distributed.py",
+              "test_studio.py", "test_convert_and_sample.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))     # stable: file order otherwise

@@ -305,31 +305,6 @@ def test_resume_accepts_a_run_made_before_a_new_hyper_parameter(tmp_path):
         gan_run.prepare_out(tmp_path, spec, resume=True, overwrite=False)     # structure_weight=1 != 0
 
 
-def test_frozen_generator_layers_keep_the_source_weights():
-    cfg = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
-                                       feat_const_batch=3, n_anchors=3, freeze_mapping=True, freeze_res=8)
-    models = trainer.Models(G16, D16)
-    state = trainer.init_state(models, cfg, jax.random.PRNGKey(0))
-    before = jax.device_get(state.g)
-    buffers = _buffers()
-    source = _fresh({"params": state.g, "buffers": buffers})
-    step = trainer.make_train_step(models, cfg)
-    for i in range(2):
-        state, _ = step(state, jnp.asarray(_reals(cfg.batch, seed=i)), buffers, source)
-    after = jax.device_get(state.g)
-    frozen = ["const", "conv1", "convs_0", "convs_1"]           # up to 8x8 (G16: convs_2/3 are 16x16)
-    for name in frozen:
-        for a, b in zip(jax.tree_util.tree_leaves(before["synthesis"][name]),
-                        jax.tree_util.tree_leaves(after["synthesis"][name])):
-            np.testing.assert_array_equal(a, b, err_msg=name)
-    for a, b in zip(jax.tree_util.tree_leaves(before["mapping"]), jax.tree_util.tree_leaves(after["mapping"])):
-        np.testing.assert_array_equal(a, b)
-    for name in ("convs_2", "convs_3", "to_rgb1", "to_rgbs_0", "to_rgbs_1"):
-        assert any(not np.array_equal(a, b) for a, b in zip(
-            jax.tree_util.tree_leaves(before["synthesis"][name]),
-            jax.tree_util.tree_leaves(after["synthesis"][name]))), name
-
-
 # ------------------------------------------------------------------------------------------------
 # Adaptation end to end, errors, resume
 # ------------------------------------------------------------------------------------------------
@@ -435,16 +410,35 @@ def test_adapt_cli_help_and_errors(source_model, tmp_path, program):
     assert "--data" in res.stdout and "--channels" in res.stdout
 
 
-def test_adapt_patch_res_sets_the_patch_map(source_model, image_folder, tmp_path):
-    """--patch_res: the patch-level logits come at that resolution (a fresh head), recorded in train.json."""
+def test_adapt_patch_res_and_frozen_layers(source_model, image_folder, tmp_path):
+    """--patch_res: the patch-level logits come at that resolution (a fresh head), recorded in train.json;
+    freeze_mapping / freeze_res: the frozen generator layers keep the source's weights, the others train.
+    One adaptation run checks both (each is a training step of its own to compile, ~1.5 min of a loaded
+    2-core CPU)."""
     from dds_jax.gan import adapt
     d_config, params = adapt.load_source_discriminator(None, G16, jax.random.PRNGKey(0), patch_res=8)
     assert d_config.resolved_patch_res == 8 and "patch_head" not in params
+    cfg = trainer.TrainConfig.few_shot(batch=2, d_reg_every=2, g_reg_every=2, subspace_freq=2,
+                                       feat_const_batch=3, n_anchors=3, freeze_mapping=True, freeze_res=8)
     out = tmp_path / "p8"
-    state = adapt.run_adaptation(out, str(source_model), str(image_folder), ADAPT, steps=1, patch_res=8,
+    state = adapt.run_adaptation(out, str(source_model), str(image_folder), cfg, steps=2, patch_res=8,
                                  progress=False)
     d_config, _, d_params = disc.load_discriminator(out / "discriminator")
     assert d_config.patch_res == 8
     logits = disc.Discriminator(d_config).apply({"params": d_params}, jnp.zeros((2, 16, 16, 3)), patch=True)
-    assert logits.shape == (2, 8, 8, 1) and int(state.step) == 1
+    assert logits.shape == (2, 8, 8, 1) and int(state.step) == 2
     assert json.loads((out / "train.json").read_text())["discriminator"]["patch_res"] == 8
+    # two iterations (0: R1 + path length + anchors, 1: neither + patches), as in the training-step test
+    before = sg.load_generator(source_model).variables["params"]
+    after = jax.device_get(state.g)
+    frozen = ["const", "conv1", "convs_0", "convs_1"]           # up to 8x8 (G16: convs_2/3 are 16x16)
+    for name in frozen:
+        for a, b in zip(jax.tree_util.tree_leaves(before["synthesis"][name]),
+                        jax.tree_util.tree_leaves(after["synthesis"][name])):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(jax.tree_util.tree_leaves(before["mapping"]), jax.tree_util.tree_leaves(after["mapping"])):
+        np.testing.assert_array_equal(a, b)
+    for name in ("convs_2", "convs_3", "to_rgb1", "to_rgbs_0", "to_rgbs_1"):
+        assert any(not np.array_equal(a, b) for a, b in zip(
+            jax.tree_util.tree_leaves(before["synthesis"][name]),
+            jax.tree_util.tree_leaves(after["synthesis"][name]))), name
