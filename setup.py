@@ -44,9 +44,9 @@ setup(
     extras_require={
         # torch only to *read* .pt checkpoints; 2.13.0 is a CPU wheel. Never needed to run DDS.
         "convert": ["torch==2.13.0"],
-        # pytest; Playwright's Python driver for the studio's browser test (it drives the system chromium,
-        # never downloads a browser).
-        "dev": ["pytest>=7", "playwright>=1.40"],
+        # pytest (+ pytest-xdist: the README's test command runs two workers); Playwright's Python driver
+        # for the studio's browser test (it drives the system chromium, never downloads a browser).
+        "dev": ["pytest>=7", "pytest-xdist>=3", "playwright>=1.40"],
         # python -m dds_jax.studio: the local web app (one static page, no JavaScript build).
         "studio": ["flask>=2.3"],
     },
