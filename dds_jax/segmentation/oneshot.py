@@ -165,9 +165,23 @@ def make_optimizer(lr: float = 1e-3, weight_decay: float = 1e-3, steps_per_epoch
         optax.scale(-lr))
 
 
-def pixel_cross_entropy(logits, labels):
-    """``F.cross_entropy(out, label, reduction='mean')`` over every pixel. logits NHWC, labels [B,H,W]."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def pixel_cross_entropy(logits, labels, class_weights=None):
+    """``F.cross_entropy(out, label, reduction='mean')`` over every pixel. logits NHWC, labels [B,H,W].
+    ``class_weights`` [n_class]: ``F.cross_entropy(..., weight=w)``, the weighted mean."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if class_weights is None:
+        return ce.mean()
+    w = jnp.asarray(class_weights, ce.dtype)[labels]
+    return (w * ce).sum() / w.sum()
+
+
+def balanced_class_weights(labels, n_class: int, power: float = 0.5) -> np.ndarray:
+    """(pixel frequency)^-power per class, mean 1 over the pixels: small parts (eyes, nose, mouth: ~1 %
+    of a face picture each) weigh more; power 0.5 keeps a handful of pixels from dominating, 1 makes
+    every class weigh the same in total. Absent classes: 0."""
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=n_class).astype(np.float64)
+    w = np.where(counts > 0, np.maximum(counts, 1.0) ** -float(power), 0.0)
+    return (w / ((w * counts).sum() / counts.sum())).astype(np.float32)
 
 
 def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str = "S", epochs: int = 100,
@@ -175,7 +189,8 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
                     truncation_latent=None, batch_size: int = 1, decay_every: int = 50,
                     decay_factor: float = 0.1, parts: Optional[Sequence[str]] = None,
                     callback: Optional[Callable[[int, float], None]] = None, progress: bool = False,
-                    features: Optional[Sequence[np.ndarray]] = None):
+                    features: Optional[Sequence[np.ndarray]] = None, class_balance: float = 0.0,
+                    flip: bool = False):
     """Train a FewShotCNN on the generator's features of a few labelled samples (paper Sec. 3.2).
 
     RepurposingGAN's recipe: features of ``G(z)`` (truncation ``truncation`` towards the checkpoint's
@@ -187,7 +202,9 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
     z: [N, style_dim]; labels: int [N, H, W] in [0, n_class). ``features``: the generator features of
     the labelled samples when they do not come from z (e.g. an inverted W+; z is then ignored and may be
     None). ``callback(epoch, mean_loss)`` after every
-    epoch (1-based). Returns ``(config, params)`` with config ``{"size", "in_ch", "n_class", "parts"?,
+    epoch (1-based). Two additions to the released recipe, off by default: ``class_balance`` > 0, the
+    cross-entropy weighted by :func:`balanced_class_weights` of that power; ``flip``, every sample also seen mirrored
+    left-right (features and labels), a second pose of each labelled face. Returns ``(config, params)`` with config ``{"size", "in_ch", "n_class", "parts"?,
     "training": {...}}`` and numpy params.
     """
     labels = np.asarray(labels)
@@ -215,6 +232,11 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
             w_avg = truncation_latent if truncation_latent is not None else generation.truncation_mean(gen, k_avg)
         _, feats = generation.generate(gen, z, truncation, w_avg)
     in_ch = sum(f.shape[-1] for f in feats)
+    if flip:
+        feats = [np.concatenate([f, np.asarray(f)[:, :, ::-1]]) for f in feats]
+        labels = np.concatenate([labels, labels[:, :, ::-1]])
+        n = len(labels)
+    weights = jnp.asarray(balanced_class_weights(labels, n_class, class_balance)) if class_balance > 0 else None
     params = seg_model.init_params(k_init, in_ch, n_class, size)
     module = seg_model.FewShotCNN(n_class, size)
     bs = max(1, min(int(batch_size), n))
@@ -228,7 +250,7 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
     def step(params, opt_state, feats, labels, idx):
         def loss_fn(p):
             return pixel_cross_entropy(module.apply({"params": p}, [f[idx] for f in feats], (H, W)),
-                                       labels[idx])
+                                       labels[idx], weights)
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -249,7 +271,8 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
         if callback is not None:
             callback(epoch, loss_value)
     config = {"size": size, "in_ch": int(in_ch), "n_class": int(n_class),
-              "training": {"epochs": int(epochs), "n_samples": int(n), "truncation": float(truncation),
+              "training": {"epochs": int(epochs), "n_samples": int(n // 2 if flip else n),
+                           "class_balance": float(class_balance), "flip": bool(flip), "truncation": float(truncation),
                            "lr": float(lr), "weight_decay": float(weight_decay), "batch_size": bs,
                            "final_loss": loss_value, "generator_size": int(gen.config.size)}}
     if parts is not None:
