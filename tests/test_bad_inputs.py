@@ -308,7 +308,7 @@ def test_poorly_inverted_images_are_named():
 def test_invert_reports_progress_per_batch():
     from dds_jax.models import stylegan2 as sg
     gen = sg.load_generator(PHOTO)
-    faces, _ = render.render_faces(3, 5, 32, "photo")
+    faces, _ = render.render_faces(3, 5, gen.config.size, "photo")
     seen = []
     invert.invert(gen, faces, steps=2, batch_size=2, progress=seen.append)
     assert seen == [0, 2, 2, 1]
@@ -317,9 +317,9 @@ def test_invert_reports_progress_per_batch():
 # --------------------------------------------------------------------------------------------------
 # The demo with parts the segmenter cannot find (README)
 # --------------------------------------------------------------------------------------------------
-def test_demo_eyes_nose_mouth_has_masks_in_4_of_8_seeds(tmp_path):
-    """README: with --config.parts=eyes,nose,mouth on the demo's seeds 0-7, the seeds whose masks are
-    empty (0, 1, 3, 6) are skipped and reported; 2, 4, 5, 7 run."""
+def test_demo_eyes_nose_mouth_has_masks_in_every_seed(tmp_path):
+    """README: configs/demo.py:eyes_nose_mouth (the paper's M1 mask) finds eyes, nose and mouth pixels
+    in both domains of every one of the demo's seeds 0-7 (the 32x32 pair found them in 4 of 8)."""
     from dds_jax.dds import config as config_lib
     from dds_jax.dds import optimize as opt
     c = demo_config(tmp_path, parts="eyes,nose,mouth", seeds="0-7")
@@ -327,4 +327,4 @@ def test_demo_eyes_nose_mouth_has_masks_in_4_of_8_seeds(tmp_path):
     seeds = config_lib.select_seeds(c)
     inputs = pipeline._make_inputs(models, seg_fn, config_lib.dds_config(c), c, seeds)
     empty = np.asarray(opt.mask_is_empty(inputs.y_s)) | np.asarray(opt.mask_is_empty(inputs.y_t))
-    assert [seeds[int(inputs.seed[i])] for i in np.flatnonzero(empty)] == [0, 1, 3, 6]
+    assert not empty.any(), [seeds[int(inputs.seed[i])] for i in np.flatnonzero(empty)]

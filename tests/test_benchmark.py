@@ -159,6 +159,8 @@ def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
             assert t["segmenter_iou"] == {"source": 1.0, "target": 1.0}     # the renderer's own masks
     for track in ("paired_oracle", "unpaired", "unpaired_oracle"):
         assert (out / f"contact_sheet_{track}.png").is_file()
+    # the unpaired track's DDS methods got the aligned sources, inverted once for both mask variants
+    assert (out / "inversions_aligned.npz").is_file() and report["timings"]["alignment_s"] >= 0
     assert "| x_c |" in (out / "benchmark.md").read_text() and "## unpaired_oracle" in (out / "benchmark.md").read_text()
     sheet = files.read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 2 * 32 and sheet.shape[1] >= (3 + 3) * 32
@@ -184,7 +186,7 @@ def test_default_method_beats_x_t_inside_the_part():
     its seam along the true boundary is below x_c's pasted edge."""
     c = benchmark.default_config()
     c.n, c.invert_steps = 3, 150
-    gen_s, gen_t, models, seg_fn = benchmark.load(c)
+    gen_s, gen_t, models, seg_fn, _ = benchmark.load(c)
     truth = benchmark.render_truth(c.seed, c.n, models.config_t.size, c.part, c.source_style, c.target_style)
     inv = invert.invert_pair(gen_s, gen_t, truth.source, truth.target, c.invert_steps, c.invert_lr)
     inputs = invert.inputs_from_inversions(inv, opt.DDSConfig(), seg_fn)

@@ -16,16 +16,20 @@ from dds_jax.checkpoint import DEMO_DIR
 def test_shipped_pair_and_segmenter_fit_together():
     photo = sg.load_generator(DEMO_DIR / "photo")
     sketch = sg.load_generator(DEMO_DIR / "sketch")
-    assert photo.config == sketch.config == demo_models.DEMO_G
+    assert photo.config == sketch.config == demo_models.SHIPPED.g
     seg = segmentation.load_segmenter(DEMO_DIR / "segmenter")
     segmentation.check_compatible(photo.config, seg)
     assert seg.parts == list(render.PARTS[1:])
-    # Few-shot adaptation changed the 32x32 layers, kept the frozen ones (demo_models.ADAPT_TRAIN: mapping
-    # and synthesis up to 16x16), the architecture and the zero noise inputs.
+    # Few-shot adaptation changed the top resolution's layers, kept the frozen ones (the recipe's
+    # freeze_res: mapping and synthesis convolutions up to it), the architecture and the zero noise inputs.
     p, q = photo.variables["params"], sketch.variables["params"]
-    for name in ("convs_4", "convs_5", "to_rgbs_2"):
-        assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p["synthesis"][name]),
-                                                            jax.tree_util.tree_leaves(q["synthesis"][name])))
+    top = photo.config.log_size - 3                        # the level of the top resolution's layers
+    same = lambda name: all(np.array_equal(a, b) for a, b in zip(                      # noqa: E731
+        jax.tree_util.tree_leaves(p["synthesis"][name]), jax.tree_util.tree_leaves(q["synthesis"][name])))
+    assert not any(same(name) for name in (f"convs_{2 * top}", f"convs_{2 * top + 1}", f"to_rgbs_{top}"))
+    assert same(f"convs_{2 * top - 2}") and same(f"convs_{2 * top - 1}") and same("conv1")
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p["mapping"]),
+                                                    jax.tree_util.tree_leaves(q["mapping"])))
     np.testing.assert_array_equal(p["synthesis"]["const"], q["synthesis"]["const"])
     for gen in (photo, sketch):
         assert all(not np.any(b) for b in jax.tree_util.tree_leaves(gen.variables["buffers"]))
@@ -128,16 +132,20 @@ def test_goals_fail_on_a_collapsed_or_unrelated_sketch_generator():
 def test_shipped_pair_corresponds_to_the_renderers_truth():
     """The correspondence measured without the photo generator's edges (which the adaptation's edge/line
     loss optimises): rendered photos inverted into photo (W+), drawn by sketch, find their own rendered
-    sketch among 8. Shipped pair 60/64 (before the edge/line term 57/64, chance 8/64); recomputed within
-    two hits (inversion on another CPU)."""
+    sketch among 8. Shipped 64x64 pair 58/64 (the 32x32 pair 60/64, before its edge/line term 57/64;
+    chance 8/64); recomputed within
+    hit per group of 8 (inversion on another CPU), on the first two groups (each image is inverted
+    on its own, so 16 faces give the report's first 16)."""
     from dds_jax.dds import invert
     photo = sg.load_generator(DEMO_DIR / "photo")
     sketch = sg.load_generator(DEMO_DIR / "sketch")
     want = json.loads((DEMO_DIR / "report.json").read_text())["pair"]["retrieval"]["truth"]
-    images, _ = render.render_faces(demo_models.EVAL_SEED, want["n"], demo_models.DEMO_G.size, "photo")
+    assert want["n"] == 64 and sum(want["hits_per_group"]) == want["hits"] and want["accuracy"] >= 0.9
+    k = 2 * want["group"]
+    images, _ = render.render_faces(demo_models.EVAL_SEED, k, photo.config.size, "photo")
     wplus, *_ = invert.invert(photo, images, steps=demo_models.INVERT_STEPS)
     got = demo_models.truth_retrieval_of_inversions(sketch, wplus)
-    assert abs(got["hits"] - want["hits"]) <= 2 and abs(got["own_correlation"] - want["own_correlation"]) < 0.02
+    assert all(abs(a - b) <= 1 for a, b in zip(got["hits_per_group"], want["hits_per_group"][:2])), (got, want)
     assert got["accuracy"] >= 0.85, got
 
 

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from dds_jax import files
+from dds_jax.checkpoint import DEMO_DIR
 from dds_jax.dds import pipeline
 from dds_jax.dds import run_io
 from dds_jax.dds import optimize as opt
@@ -213,11 +214,18 @@ def test_cli_runs_the_demo_after_a_failed_validation(tmp_path, program):
 
 
 def test_cli_every_seed_skipped_is_an_error(tmp_path):
-    """Item 6: the demo segmenter finds no eyes/nose/mouth pixel in seeds 0-1 -> exit 2 with one error
-    line, no success message, each warning once (on the process's stderr: a real process), and nothing
-    left that blocks the next command."""
+    """Item 6: a segmenter that finds no pixel of the part in seeds 0-1 (the demo's, its last layer
+    biased to the background) -> exit 2 with one error line, no success message, each warning once (on
+    the process's stderr: a real process), and nothing left that blocks the next command."""
+    from dds_jax import checkpoint
+    seg = checkpoint.load_model(DEMO_DIR / "segmenter")
+    last = sorted(seg.params, key=lambda k: int(k[4:]))[-1]
+    bias = np.array(seg.params[last]["bias"])
+    bias[0] += 1e4                                                  # background wins every pixel
+    params = dict(seg.params, **{last: dict(seg.params[last], bias=bias)})
+    checkpoint.save_model(tmp_path / "blind", "segmenter", seg.config, params)
     out = tmp_path / "run"
-    r = _cli(f"--config={DEMO}", "--config.parts=eyes,nose,mouth", "--config.seeds=0-1",
+    r = _cli(f"--config={DEMO}", f"--config.segmenter_ckpt={tmp_path / 'blind'}", "--config.seeds=0-1",
              "--config.iterations=2", "--config.chunk=2", f"--config.output_dir={out}")
     assert r.returncode == 2, r.stderr[-3000:]
     assert "DDS results" not in r.stdout

@@ -8,17 +8,19 @@ import pytest
 from PIL import Image
 
 from dds_jax import files, render
+from dds_jax.checkpoint import DEMO_DIR
 from dds_jax.dds import image_inputs, invert, pipeline
 
 from demo_utils import DEMO, demo_config
 
 N = 3
+SIZE = json.loads((DEMO_DIR / "photo" / "model.json").read_text())["config"]["size"]   # the demo pair's
 
 
 def _folders(tmp_path, n=N, seed=11):
     """Rendered faces: sketches (source domain) and photos (target) of the same faces, + true hair masks."""
-    sketch, labels = render.render_faces(seed, n, 32, "sketch")
-    photo, _ = render.render_faces(seed, n, 32, "photo")
+    sketch, labels = render.render_faces(seed, n, SIZE, "sketch")
+    photo, _ = render.render_faces(seed, n, SIZE, "photo")
     hair = (labels == render.PARTS.index("hair")).astype(np.uint8) * 255
     for name, arrays in (("sketch", sketch), ("photo", photo), ("hair_s", hair), ("hair_t", hair)):
         for i, a in enumerate(arrays):
@@ -36,7 +38,8 @@ def test_own_images_end_to_end(tmp_path, monkeypatch):
     out = pipeline.run_dds(c)
     run = json.loads((out / "run.json").read_text())
     assert [e["name"] for e in run["images"]] == [f"face_{i}" for i in range(N)]
-    assert run["seeds"] == list(range(N)) and len(calls) == 2          # one batched inversion per domain
+    # one batched inversion per domain, and one of the sources aligned to their targets (two folders)
+    assert run["seeds"] == list(range(N)) and len(calls) == 3
     for e in run["images"]:                                             # inversion error is reported
         assert 0 <= e["inversion_mse_target"] < 0.05 and 0 <= e["inversion_mse_source"] < 0.15
     assert (out / "contact_sheet_s2t.png").is_file()

@@ -23,6 +23,7 @@ from PIL import Image
 
 from demo_utils import DEMO, ROOT
 
+from dds_jax.checkpoint import DEMO_DIR
 from dds_jax.segmentation import labels as label_io
 from dds_jax.studio import uploads     # no Flask needed: the upload checks run without the extra
 
@@ -30,7 +31,8 @@ from dds_jax.studio import uploads     # no Flask needed: the upload checks run 
 def need_flask():
     pytest.importorskip("flask", reason="the studio extra is not installed (pip install -e .[studio])")
 
-SIZE = (32, 32)                      # the demo models' images
+S = json.loads((DEMO_DIR / "photo" / "model.json").read_text())["config"]["size"]   # the demo models' images
+SIZE = (S, S)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -55,9 +57,9 @@ def hair_label(color=(255, 0, 0)) -> np.ndarray:
 @pytest.mark.parametrize("data, expected", [
     (b"", "the file is empty"),
     (b"this is not an image", "not an image"),
-    (png_bytes(np.zeros((32, 32, 3), np.uint8), fmt="JPEG"), "a JPEG image; label masks must be PNG"),
-    (png_bytes(np.zeros((16, 32, 3), np.uint8)), "the mask is 32x16 pixels, the images are 32x32"),
-    (png_bytes(np.zeros((32, 32), np.uint16)), "image mode I;16 is not supported"),
+    (png_bytes(np.zeros((S, S, 3), np.uint8), fmt="JPEG"), "a JPEG image; label masks must be PNG"),
+    (png_bytes(np.zeros((16, S, 3), np.uint8)), f"the mask is {S}x16 pixels, the images are {S}x{S}"),
+    (png_bytes(np.zeros((S, S), np.uint16)), "image mode I;16 is not supported"),
 ], ids=["empty", "not_image", "jpeg", "wrong_size", "mode_16bit"])
 def test_upload_refused_with_message(data, expected):
     with pytest.raises(uploads.UploadError, match="^mask.png: ") as e:
@@ -76,7 +78,7 @@ def test_upload_accepts_8bit_modes(mode):
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     rgba = uploads.read_upload_image(buf.getvalue(), "m.png", SIZE)
-    assert rgba.shape == (32, 32, 4) and rgba.dtype == np.uint8
+    assert rgba.shape == (S, S, 4) and rgba.dtype == np.uint8
     np.testing.assert_array_equal(rgba[:9, :, 0], 255)
     np.testing.assert_array_equal(rgba[9:, :, :3], 0)
 
@@ -126,13 +128,13 @@ def test_api_refuses_bad_uploads(client):
     r = post_label(client, b"GIF89a not really")
     assert r.status_code == 400 and "label.png: not an image" in r.get_json()["error"]
     r = post_label(client, png_bytes(np.zeros((8, 8, 3), np.uint8)))
-    assert r.status_code == 400 and "8x8 pixels, the images are 32x32" in r.get_json()["error"]
+    assert r.status_code == 400 and f"8x8 pixels, the images are {S}x{S}" in r.get_json()["error"]
     # a colour that is no part's (hair is PALETTE[0] = red): read_label's message, naming the upload
     r = post_label(client, png_bytes(hair_label((0, 0, 255))))
     assert r.status_code == 400
     msg = r.get_json()["error"]
-    assert msg.startswith("label.png: 1 colour(s) not in the colour map: #0000ff (288 px)"), msg
-    r = post_label(client, png_bytes(np.zeros((32, 32, 3), np.uint8)))
+    assert msg.startswith(f"label.png: 1 colour(s) not in the colour map: #0000ff ({9 * S} px)"), msg
+    r = post_label(client, png_bytes(np.zeros((S, S, 3), np.uint8)))
     assert r.status_code == 400 and "no foreground pixel" in r.get_json()["error"]
     r = post_label(client, png_bytes(hair_label()), seed="7")
     assert r.status_code == 400 and "seed 7 has no sample" in r.get_json()["error"]
@@ -152,7 +154,7 @@ def test_api_saves_a_good_label(client):
     r = post_label(client, png_bytes(hair_label()), seed="1")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
-    assert body["pixels"] == {"hair": 9 * 32}
+    assert body["pixels"] == {"hair": 9 * S}
     classes = np.asarray(body["classes"])
     assert classes.shape == SIZE and (classes[:9] == 1).all() and (classes[9:] == 0).all()
     table = label_io.color_table([["hair"]], label_io.parse_colors({"hair": "#ff0000"}))
@@ -253,7 +255,7 @@ def test_http_normal_path_with_the_cookie(http_studio):
     status, _, text = http(port, "GET", "/", {"Cookie": cookie})
     assert status == 200 and "<html" in text.lower()
     status, _, text = http(port, "GET", "/api/info", {"Cookie": cookie})
-    assert status == 200 and json.loads(text)["image_size"] == 32
+    assert status == 200 and json.loads(text)["image_size"] == S
     assert http(port, "GET", "/download/segmenter.zip", {"Cookie": cookie})[0] == 200
     assert http(port, "GET", "/static/studio.js", {"Cookie": cookie})[0] == 200
     for host in ("localhost", "[::1]"):                          # the loopback names are this studio's
@@ -312,7 +314,7 @@ def test_http_refuses_changes_from_another_origin(http_studio):
     assert not (studio.labels_dir / "seed_0.png").exists()
     # the same upload from the studio's own page is taken
     status, _, text = http(port, "POST", "/api/label", dict(multipart, Origin=f"http://127.0.0.1:{port}"), form)
-    assert status == 200 and json.loads(text)["pixels"] == {"hair": 9 * 32}, text
+    assert status == 200 and json.loads(text)["pixels"] == {"hair": 9 * S}, text
     (studio.labels_dir / "seed_0.png").unlink()
 
 
@@ -413,13 +415,13 @@ def test_browser_session(studio_server, tmp_path):
 
         # 2. paint the hair (top rows) with the mouse; a stray stroke, undone
         box = page.locator("#paint").bounding_box()
-        cell = box["width"] / 32
+        cell = box["width"] / S
         page.fill("#brush", "6")                 # range input: a 6-pixel brush
         page.dispatch_event("#brush", "input")
         for row in (2, 5, 8):
             page.mouse.move(box["x"] + 2 * cell, box["y"] + row * cell)
             page.mouse.down()
-            for col in range(2, 31, 2):
+            for col in range(2, S - 1, 2):
                 page.mouse.move(box["x"] + col * cell, box["y"] + row * cell)
             page.mouse.up()
         painted = page.evaluate("Array.from(S.label)")
@@ -449,7 +451,7 @@ def test_browser_session(studio_server, tmp_path):
         page.fill("#mask-seeds", "0-3")
         page.click("#train-btn")
         wait_or_error(page, "document.querySelectorAll('#masks-target figure img').length === 4 && "
-                      "[...document.querySelectorAll('#masks-target img')].every(i => i.naturalWidth === 32)")
+                      f"[...document.querySelectorAll('#masks-target img')].every(i => i.naturalWidth === {S})")
         assert "segmenter trained on seed(s) 0: parts hair" in page.text_content("#train-status")
         train_job = page.evaluate("S.jobs.train")
         assert (train_job["done"], train_job["total"], train_job["message"][:10]) == (5, 5, "epoch 5/5,")
@@ -463,7 +465,7 @@ def test_browser_session(studio_server, tmp_path):
                       "[...document.querySelectorAll('#dds-results img')].every(i => i.naturalWidth > 0)"
                       " && document.querySelector('#dds-status').textContent.includes('done')")
         n_dds = page.evaluate("[...document.querySelectorAll('#dds-results img.result-dds')]"
-                              ".filter(i => i.naturalWidth === 32).length")
+                              f".filter(i => i.naturalWidth === {S}).length")
         n_gif = page.locator("#dds-results img.gif").count()
         assert (n_dds, n_gif) == (2, 2)
         dds_job = page.evaluate("S.jobs.dds")           # progress: 2 seeds x 4 iterations

@@ -98,3 +98,38 @@ def align_to_target(source_images, source_labels, target_labels):
         labels.append(warp(np.asarray(ls)[..., None], mat, shift, order=0)[..., 0])
         transforms.append((mat, shift))
     return np.stack(images), np.stack(labels), transforms
+
+
+def warp_masks(masks, transforms) -> np.ndarray:
+    """Masks [N, H, W] or [N, H, W, 1] carried by per-image transforms [(A, t)] (nearest sample; the
+    dtype and shape kept)."""
+    masks = np.asarray(masks)
+    flat = masks[..., 0] if masks.ndim == 4 else masks
+    out = np.stack([warp(m[..., None], *tr, order=0)[..., 0] for m, tr in zip(flat, transforms)])
+    return out[..., None] if masks.ndim == 4 else out
+
+
+def align_inversions(inv: dict, source_images, gen_s, foreground_fn, steps: int, lr: float,
+                     cache=None, key=None, **invert_kw) -> tuple:
+    """Unpaired problems' sources aligned to their targets and inverted again into G_s.
+
+    ``inv``: :func:`dds_jax.dds.invert.invert_pair`'s result for (source_images, targets);
+    ``foreground_fn(images, features)`` the segmenter's foreground ([N, H, W, 1], every class but the
+    background) of the two inversions gives each pair's :func:`similarity`; the source IMAGES (uint8
+    [N, H, W, 3]) are warped and inverted again (cached in ``cache`` under ``key`` plus the warped images'
+    digest). Returns (``inv`` with its source side replaced, the transforms [(A, t)] per image)."""
+    import hashlib
+
+    import jax.numpy as jnp
+
+    from dds_jax.dds import invert
+    fg = [np.asarray(foreground_fn(jnp.asarray(inv[f"x_{d}"]), [jnp.asarray(f) for f in inv[f"feats_{d}"]]))[..., 0] > 0.5
+          for d in ("s", "t")]
+    transforms = [similarity(s, t) for s, t in zip(*fg)]
+    warped = np.stack([warp(img, *tr) for img, tr in zip(source_images, transforms)])
+    key = dict(key or {}, aligned=hashlib.sha1(warped.tobytes()).hexdigest())
+    new = invert.invert_pair(gen_s, gen_s, warped, None, steps, lr, cache=cache, key=key, **invert_kw)
+    out = dict(inv)
+    for k in ("w_s", "x_s", "mse_s", "feats_s"):
+        out[k] = new[k]
+    return out, transforms

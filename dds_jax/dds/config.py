@@ -128,7 +128,7 @@ DDS_FIELDS = tuple(f.name for f in dataclasses.fields(DDSConfig))
 RUN_RESULT_FIELDS = ("source_ckpt", "target_ckpt", "segmenter_ckpt", "parts", "backbone_ckpt",
                      "seeds", "num_seeds", "first_seed", "target_seed_offset", "init_seed", "chunk",
                      "snapshot_every", "source_images", "target_images", "source_masks", "target_masks",
-                     "invert_steps", "invert_lr")
+                     "align_images", "invert_steps", "invert_lr")
 RESUME_FIELDS = DDS_FIELDS + RUN_RESULT_FIELDS
 
 
@@ -170,6 +170,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.target_images = ""          # folder of target-domain images (the same folder twice: both domains)
     c.source_masks = ""           # folders of painted part masks (PNG per image, same name, white = part);
     c.target_masks = ""           # "" = the segmenter on the inversions
+    c.align_images = True         # two different folders: each source image is first moved into its
+                                  # target's frame (dds_jax/dds/align.py: the similarity of the two
+                                  # foregrounds), so its part lands on the target's head, not where it was
     c.invert_steps = 500          # Adam steps of each W+ inversion (pixel MSE)
     c.invert_lr = 0.05
 

@@ -21,6 +21,7 @@ from dds_jax import files
 from dds_jax.dds import invert, run_io
 
 CACHE_FILE = "inversion.npz"
+ALIGNED_CACHE_FILE = "inversion_aligned.npz"      # the unpaired sources aligned to their targets
 
 
 def uses_images(c) -> bool:
@@ -158,10 +159,18 @@ class ImageSet:
         return ImageSet([self.names[i] for i in idx], inv, masks)
 
 
-def load(c, gen_s, gen_t, run_dir: pathlib.Path) -> ImageSet:
+def unpaired(c) -> bool:
+    """Two different folders: each problem's source and target are different pictures."""
+    source, target = c.get("source_images"), c.get("target_images")
+    return bool(source and target) and pathlib.Path(source).resolve() != pathlib.Path(target).resolve()
+
+
+def load(c, gen_s, gen_t, run_dir: pathlib.Path, foreground_fn=None) -> ImageSet:
     """Read, check and invert the configured images (the inversion cached in ``run_dir``, with a
     progress bar). On resume, the results of an image whose files changed since are removed, so the
-    image is done again; an image its generator cannot draw is warned about."""
+    image is done again; an image its generator cannot draw is warned about. With ``foreground_fn``
+    (the segmenter's foreground) and ``config.align_images``, unpaired sources are aligned to their
+    targets (:func:`dds_jax.dds.align.align_inversions`; painted source masks move with them)."""
     import jax
     from absl import logging
     from tqdm import tqdm
@@ -208,6 +217,14 @@ def load(c, gen_s, gen_t, run_dir: pathlib.Path) -> ImageSet:
         inv = invert.invert_pair(gen_s, gen_t, images["source"], images["target"], int(c.invert_steps),
                                  float(c.invert_lr), cache=pathlib.Path(run_dir) / CACHE_FILE, key=key,
                                  batch_size=batch, progress=progress)
+        if foreground_fn is not None and c.get("align_images") and unpaired(c):
+            from dds_jax.dds import align
+            n_inverted = len(stems)
+            inv, transforms = align.align_inversions(
+                inv, images["source"], gen_s, foreground_fn, int(c.invert_steps), float(c.invert_lr),
+                cache=pathlib.Path(run_dir) / ALIGNED_CACHE_FILE, key=key, batch_size=batch, progress=progress)
+            if masks is not None:
+                masks = (align.warp_masks(masks[0], transforms), masks[1])
     finally:
         for b in bar:
             b.close()

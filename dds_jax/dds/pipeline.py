@@ -39,8 +39,9 @@ class NoResultsError(ValueError):
 # Models
 # --------------------------------------------------------------------------------------------------
 def load_models(c: ml_collections.ConfigDict):
-    """(DDSModels, seg_fn, (gen_s, gen_t)) for the config; seg_fn(images, features) -> binary part masks
-    [B,H,W,1]; the loaded generators for inverting the user's images.
+    """(DDSModels, seg_fn, (gen_s, gen_t, fg_fn)) for the config; seg_fn(images, features) -> binary part
+    masks [B,H,W,1]; the loaded generators for inverting the user's images, and the segmenter's
+    foreground (every class but the background) for aligning them (``config.align_images``).
 
     ``models.latent_avgs`` are the truncation centres the other commands use too (the checkpoint's
     ``latent_avg``, else the same ``truncation_mean``-z estimate as ``sample`` and ``segment``), so
@@ -60,7 +61,8 @@ def load_models(c: ml_collections.ConfigDict):
     for gen, name in ((gen_s, "source"), (gen_t, "target")):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.parts, seg)
-    return models, segmentation.binary_mask_fn(seg, parts), (gen_s, gen_t)
+    foreground = segmentation.binary_mask_fn(seg, range(1, seg.n_class))
+    return models, segmentation.binary_mask_fn(seg, parts), (gen_s, gen_t, foreground)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -74,6 +76,8 @@ def _result_fields(c) -> dict:
     """Every field that changes a run's results (:data:`RESUME_FIELDS`), DDS fields as resolved
     (mode defaults filled in, direction aliases normalised): equal dicts = the same results."""
     d = dataclasses.asdict(dds_config(c).resolved())
+    # align_images only acts on two different image folders (a run from before it existed did not align)
+    d["align_images"] = bool(c.get("align_images")) and image_inputs.unpaired(c)
     return {k: d[k] if k in d else c.get(k) for k in RESUME_FIELDS}
 
 
@@ -311,7 +315,7 @@ def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathl
     new_dir, new_run = not out.exists(), not (out / "run.json").is_file()
     if not new_run and rank == 0:
         _start_run(c, out)                   # refuses to mix runs before anything is written
-    images = image_inputs.load(c, *gens, out) if image_inputs.uses_images(c) else None
+    images = image_inputs.load(c, gens[0], gens[1], out, foreground_fn=gens[2]) if image_inputs.uses_images(c) else None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         run = _start_run(c, out)

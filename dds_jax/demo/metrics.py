@@ -84,12 +84,13 @@ def truth_retrieval(drawn, true_sketches, group: int = 8) -> dict:
     n = (len(drawn) // group) * group
     if n == 0:
         raise ValueError(f"truth_retrieval needs at least {group} images, got {len(drawn)}")
-    hits = 0
+    per_group = []
     for s in range(0, n, group):
         c = standardise(line_map(drawn[s:s + group])) @ standardise(line_map(true_sketches[s:s + group])).T
-        hits += int(np.sum(np.argmax(c, axis=1) == np.arange(group)))
+        per_group.append(int(np.sum(np.argmax(c, axis=1) == np.arange(group))))
+    hits = sum(per_group)
     own = np.sum(standardise(line_map(drawn[:n])) * standardise(line_map(true_sketches[:n])), axis=1)
-    return {"hits": hits, "n": n, "accuracy": round(hits / n, 4), "group": group,
+    return {"hits": hits, "n": n, "accuracy": round(hits / n, 4), "group": group, "hits_per_group": per_group,
             "own_correlation": round(float(own.mean()), 4)}
 
 

@@ -38,6 +38,7 @@ from flax import linen as nn
 
 from dds_jax import checkpoint as ckpt_io
 from dds_jax import files, render
+from dds_jax.dds import align
 from dds_jax.dds import invert
 from dds_jax.eval import metrics
 from dds_jax.dds import objectives
@@ -85,6 +86,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.methods = ""                    # comma-separated subset of x_t, x_c and METHODS; "" = all
     c.tracks = "paired,unpaired"      # comma-separated subset of TRACKS
     c.oracle = True                   # also run every track with the renderer's true masks
+    c.align = True                    # unpaired track: the DDS methods get the source aligned to the target
+                                      # (dds.align; x_t and x_c stay the naive baselines)
     c.default_method = DEFAULT_METHOD
     c.init_seed = 0
     c.classifier_steps = 400          # the style classifier's Adam steps (batch 32 renderings)
@@ -328,7 +331,8 @@ def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress
 # Whole benchmark
 # --------------------------------------------------------------------------------------------------
 def load(c):
-    """(DDSModels, seg_fn, segmenter parts) of the config's checkpoints."""
+    """(gen_s, gen_t, DDSModels, seg_fn, fg_fn) of the config's checkpoints: seg_fn the part mask,
+    fg_fn the foreground mask (every class but the background; :func:`aligned_inversions`)."""
     from dds_jax.segmentation import oneshot as segmentation
     from dds_jax.models import stylegan2 as sg
     gen_s = sg.load_generator(ckpt_io.resolve_model_path(c.source_ckpt))
@@ -342,7 +346,8 @@ def load(c):
     for gen in (gen_s, gen_t):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.part, seg)
-    return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts)
+    foreground = segmentation.binary_mask_fn(seg, range(1, seg.n_class))
+    return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts), foreground
 
 
 def track_names(c) -> List[str]:
@@ -368,7 +373,7 @@ def run_benchmark(c, out) -> dict:
     part_ids(c.part)
     tracks = track_names(c)
     t0 = time.perf_counter()
-    gen_s, gen_t, models, seg_fn = load(c)
+    gen_s, gen_t, models, seg_fn, fg_fn = load(c)
     size = models.config_t.size
     paired = render_truth(c.seed, c.n, size, c.part, c.source_style, c.target_style)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,6 +391,7 @@ def run_benchmark(c, out) -> dict:
     classify = lambda img01: np.asarray(p_source(cls_params, jnp.asarray(img01 * 2.0 - 1.0)))   # noqa: E731
     per_track = sum(int(method_config(name, c).iterations) for name in names if name in METHODS)
     report = {"tracks": {}}
+    aligned = {}
     with tqdm(total=len(tracks) * per_track * int(c.n), unit="it",
               desc="benchmark problem-iterations", dynamic_ncols=True, disable=None) as progress:
         for track in tracks:
@@ -397,7 +403,19 @@ def run_benchmark(c, out) -> dict:
             if track.endswith("_oracle"):
                 masks = tuple(jnp.asarray(m[..., None], jnp.float32) for m in (truth.source_mask, truth.target_mask))
             inputs = invert.inputs_from_inversions(track_inv, opt.DDSConfig(), seg_fn, masks=masks)
-            result, images = run_track(track, names, models, inputs, truth, classify, c, progress)
+            method_inputs = inputs
+            if base == "unpaired" and c.align and any(name in METHODS for name in names):
+                if base not in aligned:
+                    t1 = time.perf_counter()
+                    aligned[base] = align.align_inversions(track_inv, truth.source, gen_s, fg_fn, c.invert_steps,
+                                                           c.invert_lr, out / "inversions_aligned.npz", key)
+                    timings["alignment_s"] = round(time.perf_counter() - t1, 1)
+                a_inv, transforms = aligned[base]
+                a_masks = None if masks is None else (
+                    jnp.asarray(align.warp_masks(truth.source_mask, transforms)[..., None], jnp.float32), masks[1])
+                method_inputs = invert.inputs_from_inversions(a_inv, opt.DDSConfig(), seg_fn, masks=a_masks)
+            result, images = run_track(track, names, models, method_inputs, truth, classify, c, progress,
+                                       baseline_inputs=inputs)
             report["tracks"][track] = result
             rows = min(int(c.sheet_rows), int(c.n))
             tiles = []
@@ -419,9 +437,12 @@ def run_benchmark(c, out) -> dict:
     return report
 
 
-def run_track(track: str, names, models, inputs, truth: Renders, classify, c, progress=None):
+def run_track(track: str, names, models, inputs, truth: Renders, classify, c, progress=None,
+              baseline_inputs=None):
     """Every method on one track's inputs, scored against its truth -> (``{"default", "methods",
-    "truth", "segmenter_iou"}``, images in [0, 1] per method)."""
+    "truth", "segmenter_iou"}``, images in [0, 1] per method). ``baseline_inputs`` (default ``inputs``):
+    the unaligned inputs x_t and x_c are taken from (the aligned unpaired track keeps the naive baselines)."""
+    baseline_inputs = inputs if baseline_inputs is None else baseline_inputs
     to01 = lambda x: np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)      # noqa: E731
     truth01 = truth.truth.astype(np.float32) / 255.0
     scores = lambda img01: score_images(img01, truth01, truth.mask, classify(img01))  # noqa: E731
@@ -430,11 +451,11 @@ def run_track(track: str, names, models, inputs, truth: Renders, classify, c, pr
         t1 = time.perf_counter()
         if progress is not None:
             progress.set_postfix(track=track, method=name)
-        images[name] = to01(run_method(name, models, inputs, c, progress))
+        images[name] = to01(run_method(name, models, baseline_inputs if name in BASELINES else inputs, c, progress))
         results[name] = summarize(scores(images[name]))
         results[name]["seconds"] = round(time.perf_counter() - t1, 1)
         logging.info("%s / %s: %s", track, name, results[name])
-    seg = (np.asarray(inputs.y_s)[..., 0] > 0.5, np.asarray(inputs.y_t)[..., 0] > 0.5)
+    seg = (np.asarray(baseline_inputs.y_s)[..., 0] > 0.5, np.asarray(baseline_inputs.y_t)[..., 0] > 0.5)
     return {"default": c.default_method, "methods": results, "truth": summarize(scores(truth01)),
             "segmenter_iou": {"source": _iou(seg[0], truth.source_mask), "target": _iou(seg[1], truth.target_mask)},
             }, images
