@@ -4,7 +4,7 @@
   python -m dds_jax.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
   python -m dds_jax.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
 
-1. **photo** — a 32x32 StyleGAN2 trained from scratch (``dds_jax.cli.train``) on endless procedural faces
+1. **photo** — a 64x64 (``--size=64``, the shipped pair; 32x32 before issue 34) StyleGAN2 trained from scratch (``dds_jax.cli.train``) on endless procedural faces
    (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
 2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.cli.adapt``, Ojha et al.)
    to 10 rendered line drawings; it keeps photo's latent space, so the two form a dual-domain pair.
@@ -238,7 +238,7 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict) -> None:
 
 
 def build(work, out, base_steps: int = None, adapt_steps: int = None, seg_epochs: int = 100,
-          invert_steps: int = INVERT_STEPS, n_eval: int = 64, photo_source=None, size: int = 32) -> dict:
+          invert_steps: int = INVERT_STEPS, n_eval: int = 64, photo_source=None, size: int = 64) -> dict:
     """All stages of the ``size`` pair's :data:`RECIPES` (steps default to the recipe's).
     ``photo_source``: an existing photo generator to adapt from (stage 1 skipped; the adaptation's
     discriminator then starts from random weights, having no source discriminator)."""
