@@ -1,9 +1,12 @@
 """The demo config (configs/demo.py) shortened for tests, with the overrides a user would pass."""
 import importlib.util
+import json
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.py"
+# the image size of the shipped demo pair (dds_jax/assets/demo), read from its photo generator's model.json
+DEMO_SIZE = json.loads((ROOT / "dds_jax" / "assets" / "demo" / "photo" / "model.json").read_text())["config"]["size"]
 
 
 def demo_config(output_dir, **overrides):

@@ -323,7 +323,7 @@ def test_demo_eyes_nose_mouth_has_masks_in_every_seed(tmp_path):
     from dds_jax.dds import config as config_lib
     from dds_jax.dds import optimize as opt
     c = demo_config(tmp_path, parts="eyes,nose,mouth", seeds="0-7")
-    models, seg_fn, _ = pipeline.load_models(c)
+    models, seg_fn, *_ = pipeline.load_models(c)
     seeds = config_lib.select_seeds(c)
     inputs = pipeline._make_inputs(models, seg_fn, config_lib.dds_config(c), c, seeds)
     empty = np.asarray(opt.mask_is_empty(inputs.y_s)) | np.asarray(opt.mask_is_empty(inputs.y_t))

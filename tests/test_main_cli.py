@@ -109,12 +109,12 @@ def test_empty_mask_seed_is_reported_not_optimised(tmp_path, monkeypatch, caplog
     real = pipeline.load_models
 
     def empty_for_seed_1(c):
-        models, seg_fn, gens = real(c)
+        models, seg_fn, *rest = real(c)
 
         def seg(images, feats):
             m = seg_fn(images, feats)
             return m.at[1].set(0.0) if m.shape[0] > 1 else m
-        return models, seg, gens
+        return (models, seg, *rest)
     monkeypatch.setattr(pipeline, "load_models", empty_for_seed_1)
     with caplog.at_level(logging.WARNING):
         out = pipeline.run_dds(_demo_config(tmp_path, seeds="0,1", checkpoint_every=0))

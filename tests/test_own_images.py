@@ -8,13 +8,12 @@ import pytest
 from PIL import Image
 
 from dds_jax import files, render
-from dds_jax.checkpoint import DEMO_DIR
 from dds_jax.dds import image_inputs, invert, pipeline
 
-from demo_utils import DEMO, demo_config
+from demo_utils import DEMO, DEMO_SIZE, demo_config
 
 N = 3
-SIZE = json.loads((DEMO_DIR / "photo" / "model.json").read_text())["config"]["size"]   # the demo pair's
+SIZE = DEMO_SIZE
 
 
 def _folders(tmp_path, n=N, seed=11):

@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_utils import DEMO, ROOT
+from demo_utils import DEMO, DEMO_SIZE, ROOT
 
-from dds_jax.checkpoint import DEMO_DIR
 from dds_jax.segmentation import labels as label_io
 from dds_jax.studio import uploads     # no Flask needed: the upload checks run without the extra
 
@@ -31,7 +30,7 @@ from dds_jax.studio import uploads     # no Flask needed: the upload checks run 
 def need_flask():
     pytest.importorskip("flask", reason="the studio extra is not installed (pip install -e .[studio])")
 
-S = json.loads((DEMO_DIR / "photo" / "model.json").read_text())["config"]["size"]   # the demo models' images
+S = DEMO_SIZE                        # the demo models' images
 SIZE = (S, S)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -203,7 +203,8 @@ def load(c, gen_s, gen_t, run_dir: pathlib.Path, foreground_fn=None) -> ImageSet
            "source_images": None if paths["source"] is None else _digest(paths["source"]),
            "target_images": None if paths["target"] is None else _digest(paths["target"]),
            "steps": int(c.invert_steps), "lr": float(c.invert_lr)}
-    n_inverted = sum(len(ps) for ps in paths.values() if ps is not None)
+    align_sources = foreground_fn is not None and bool(c.get("align_images")) and unpaired(c)
+    n_inverted = sum(len(ps) for ps in paths.values() if ps is not None) + (len(stems) if align_sources else 0)
     # batches of about a tenth of the images: the bar moves (the images are inverted independently)
     batch = max(1, min(32, -(-len(stems) // 10)))
     bar = []                     # shown once an inversion starts (none when the cache has them)
@@ -217,9 +218,8 @@ def load(c, gen_s, gen_t, run_dir: pathlib.Path, foreground_fn=None) -> ImageSet
         inv = invert.invert_pair(gen_s, gen_t, images["source"], images["target"], int(c.invert_steps),
                                  float(c.invert_lr), cache=pathlib.Path(run_dir) / CACHE_FILE, key=key,
                                  batch_size=batch, progress=progress)
-        if foreground_fn is not None and c.get("align_images") and unpaired(c):
+        if align_sources:
             from dds_jax.dds import align
-            n_inverted = len(stems)
             inv, transforms = align.align_inversions(
                 inv, images["source"], gen_s, foreground_fn, int(c.invert_steps), float(c.invert_lr),
                 cache=pathlib.Path(run_dir) / ALIGNED_CACHE_FILE, key=key, batch_size=batch, progress=progress)

@@ -39,8 +39,8 @@ class NoResultsError(ValueError):
 # Models
 # --------------------------------------------------------------------------------------------------
 def load_models(c: ml_collections.ConfigDict):
-    """(DDSModels, seg_fn, (gen_s, gen_t, fg_fn)) for the config; seg_fn(images, features) -> binary part
-    masks [B,H,W,1]; the loaded generators for inverting the user's images, and the segmenter's
+    """(DDSModels, seg_fn, (gen_s, gen_t), fg_fn) for the config; seg_fn(images, features) -> binary part
+    masks [B,H,W,1]; the loaded generators for inverting the user's images; fg_fn the segmenter's
     foreground (every class but the background) for aligning them (``config.align_images``).
 
     ``models.latent_avgs`` are the truncation centres the other commands use too (the checkpoint's
@@ -61,8 +61,7 @@ def load_models(c: ml_collections.ConfigDict):
     for gen, name in ((gen_s, "source"), (gen_t, "target")):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.parts, seg)
-    foreground = segmentation.binary_mask_fn(seg, range(1, seg.n_class))
-    return models, segmentation.binary_mask_fn(seg, parts), (gen_s, gen_t, foreground)
+    return models, segmentation.binary_mask_fn(seg, parts), (gen_s, gen_t), segmentation.foreground_mask_fn(seg)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,7 +305,7 @@ def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathl
     t0 = time.perf_counter()
     dcfg = dds_config(c)
     seeds = select_seeds(c)
-    models, seg_fn, gens = load_models(c)    # before touching the output: a bad path leaves nothing behind
+    models, seg_fn, gens, fg_fn = load_models(c)    # before touching the output: a bad path leaves nothing behind
     dcfg, note = objectives.for_generators(dcfg, models.config_s, models.config_t)
     if note:
         logging.warning("%s", note)
@@ -315,7 +314,7 @@ def run_dds(c: ml_collections.ConfigDict, mesh=None, progress_bar=None) -> pathl
     new_dir, new_run = not out.exists(), not (out / "run.json").is_file()
     if not new_run and rank == 0:
         _start_run(c, out)                   # refuses to mix runs before anything is written
-    images = image_inputs.load(c, gens[0], gens[1], out, foreground_fn=gens[2]) if image_inputs.uses_images(c) else None
+    images = image_inputs.load(c, *gens, out, foreground_fn=fg_fn) if image_inputs.uses_images(c) else None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         run = _start_run(c, out)

@@ -332,7 +332,7 @@ def run_method(name: str, models: opt.DDSModels, inputs: opt.Inputs, c, progress
 # --------------------------------------------------------------------------------------------------
 def load(c):
     """(gen_s, gen_t, DDSModels, seg_fn, fg_fn) of the config's checkpoints: seg_fn the part mask,
-    fg_fn the foreground mask (every class but the background; :func:`aligned_inversions`)."""
+    fg_fn the foreground mask (every class but the background; :func:`dds_jax.dds.align.align_inversions`)."""
     from dds_jax.segmentation import oneshot as segmentation
     from dds_jax.models import stylegan2 as sg
     gen_s = sg.load_generator(ckpt_io.resolve_model_path(c.source_ckpt))
@@ -346,8 +346,7 @@ def load(c):
     for gen in (gen_s, gen_t):
         segmentation.check_compatible(gen.config, seg)
     parts = segmentation.parse_parts(c.part, seg)
-    foreground = segmentation.binary_mask_fn(seg, range(1, seg.n_class))
-    return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts), foreground
+    return gen_s, gen_t, models, segmentation.binary_mask_fn(seg, parts), segmentation.foreground_mask_fn(seg)
 
 
 def track_names(c) -> List[str]:
@@ -391,7 +390,7 @@ def run_benchmark(c, out) -> dict:
     classify = lambda img01: np.asarray(p_source(cls_params, jnp.asarray(img01 * 2.0 - 1.0)))   # noqa: E731
     per_track = sum(int(method_config(name, c).iterations) for name in names if name in METHODS)
     report = {"tracks": {}}
-    aligned = {}
+    aligned = None               # (inversions, transforms) of the aligned unpaired sources, made once
     with tqdm(total=len(tracks) * per_track * int(c.n), unit="it",
               desc="benchmark problem-iterations", dynamic_ncols=True, disable=None) as progress:
         for track in tracks:
@@ -405,12 +404,12 @@ def run_benchmark(c, out) -> dict:
             inputs = invert.inputs_from_inversions(track_inv, opt.DDSConfig(), seg_fn, masks=masks)
             method_inputs = inputs
             if base == "unpaired" and c.align and any(name in METHODS for name in names):
-                if base not in aligned:
+                if aligned is None:
                     t1 = time.perf_counter()
-                    aligned[base] = align.align_inversions(track_inv, truth.source, gen_s, fg_fn, c.invert_steps,
-                                                           c.invert_lr, out / "inversions_aligned.npz", key)
+                    aligned = align.align_inversions(track_inv, truth.source, gen_s, fg_fn, c.invert_steps,
+                                                     c.invert_lr, out / "inversions_aligned.npz", key)
                     timings["alignment_s"] = round(time.perf_counter() - t1, 1)
-                a_inv, transforms = aligned[base]
+                a_inv, transforms = aligned
                 a_masks = None if masks is None else (
                     jnp.asarray(align.warp_masks(truth.source_mask, transforms)[..., None], jnp.float32), masks[1])
                 method_inputs = invert.inputs_from_inversions(a_inv, opt.DDSConfig(), seg_fn, masks=a_masks)

@@ -144,6 +144,12 @@ def binary_mask_fn(seg: Segmenter, parts: Sequence[int]) -> Callable:
     return fn
 
 
+def foreground_mask_fn(seg: Segmenter) -> Callable:
+    """:func:`binary_mask_fn` of every class but the background (class 0): the segmented object as a
+    whole (``dds.align`` carries one picture's object onto another's)."""
+    return binary_mask_fn(seg, range(1, seg.n_class))
+
+
 def class_mask(classes, parts) -> jnp.ndarray:
     """[B, H, W] class map -> float32 [B, H, W, 1]: 1 where the class is in ``parts``."""
     parts = jnp.asarray(parts, jnp.int32)
@@ -208,7 +214,7 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
     "training": {...}}`` and numpy params.
     """
     labels = np.asarray(labels)
-    n = len(labels)
+    n = n_labelled = len(labels)
     H = W = gen.config.size
     if labels.shape != (n, H, W):
         raise ValueError(f"labels must be [N={n}, {H}, {W}] for {n} latents of a {H}x{W} generator, "
@@ -271,7 +277,7 @@ def train_segmenter(gen: sg.LoadedGenerator, z, labels, n_class: int, size: str 
         if callback is not None:
             callback(epoch, loss_value)
     config = {"size": size, "in_ch": int(in_ch), "n_class": int(n_class),
-              "training": {"epochs": int(epochs), "n_samples": int(n // 2 if flip else n),
+              "training": {"epochs": int(epochs), "n_samples": int(n_labelled),
                            "class_balance": float(class_balance), "flip": bool(flip), "truncation": float(truncation),
                            "lr": float(lr), "weight_decay": float(weight_decay), "batch_size": bs,
                            "final_loss": loss_value, "generator_size": int(gen.config.size)}}
