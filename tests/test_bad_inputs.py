@@ -177,7 +177,7 @@ def test_resume_after_an_edited_image_redoes_it(tmp_path, monkeypatch, caplog):
     src = tmp_path / "photos"
     faces, _ = _faces(src, n=3)
     c = lambda **k: demo_config(tmp_path / "run", target_images=str(src), invert_steps=3, iterations=2,
-                                chunk=2, snapshot_every=0, checkpoint_every=0, batch_size=3, gif=False, **k)
+                                chunk=2, snapshot_every=2, checkpoint_every=0, batch_size=3, gif=False, **k)
     monkeypatch.setattr(tqdm, "tqdm", _Bar)
     _Bar.made.clear()
     with caplog.at_level(logging.WARNING):

@@ -175,7 +175,7 @@ def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     assert calls == [] and (out / "inversions.npz").read_bytes() == cached
     assert json.loads((out / "benchmark.json").read_text())["inversion"] == report["inversion"]
     # a bad method name is one line, exit 2
-    bad = _cli(tmp_path / "bad", "--config.methods=x_t,nope")
+    bad = program("dds_jax.cli.benchmark", f"--out={tmp_path / 'bad'}", "--config.methods=x_t,nope")
     assert bad.returncode == 2 and "config.methods" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
 

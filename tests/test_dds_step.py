@@ -132,10 +132,12 @@ def _term_grads(models, cfg, inputs, latent0, noises0, names):
     tgt = opt.make_targets(models, cfg, models.params, inp)
     noises = tuple(jnp.asarray(n[0]) for n in noises0) if noises0 is not None else ()
 
-    def terms(latent):
-        _, (t, _) = opt.problem_loss(latent, models, cfg, models.params, noises, inp, tgt)
+    # weights, inputs and targets are arguments, not constants folded into the program (compiled with
+    # them inside, the 256² programs took 2.5x longer to compile and each was a 0.2-0.5 GB cache entry)
+    def terms(latent, params, noises, inp, tgt):
+        _, (t, _) = opt.problem_loss(latent, models, cfg, params, noises, inp, tgt)
         return jnp.stack([t[n] for n in names])
-    return np.asarray(jax.jit(jax.jacrev(terms))(jnp.asarray(latent0[0])))
+    return np.asarray(jax.jit(jax.jacrev(terms))(jnp.asarray(latent0[0]), models.params, noises, inp, tgt))
 
 
 def _check_latents(latents, expected, grad0):

@@ -109,7 +109,7 @@ def test_errors_for_empty_or_mismatched_sets(tmp_path):
 
 
 def test_sweep_writes_fig8(tmp_path):
-    c = demo_config(tmp_path, seeds="0-1", iterations=2, snapshot_every=0, checkpoint_every=0)
+    c = demo_config(tmp_path, seeds="0-1", iterations=2, checkpoint_every=0)
     results, out = sweep.run_sweep(c, ["beta"], ["0", "1"], tmp_path / "sweep")
     assert [r["value"] for r in results["beta"]] == [0.0, 1.0]
     assert all(np.isfinite(r["psnr"]) for r in results["beta"])

@@ -204,8 +204,9 @@ def test_cli_runs_the_demo_after_a_failed_validation(tmp_path, program):
     r = program("dds_jax.main", f"--config={DEMO}", "--config.seeds=7-0", f"--config.output_dir={out}")
     assert r.returncode == 2 and _lines(r.stderr) == ["error: config.seeds: bad seed range '7-0': end before start"]
     assert not out.exists()
+    # chunk and snapshots as the demo_run fixture's: its compiled step is read from the compilation cache
     r = _cli(f"--config={DEMO}", "--config.seeds=3", "--config.iterations=2", "--config.chunk=2",
-             "--config.snapshot_every=1", f"--config.output_dir={out}")
+             "--config.snapshot_every=2", f"--config.output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "contact_sheet_s2t.png").is_file()
     assert run_io.finished_seeds(out, "s2t") == [3]
@@ -332,8 +333,9 @@ def test_every_dds_option_is_settable_from_a_config(tmp_path):
 def test_seed_is_the_same_image_in_every_command(tmp_path, program):
     """Items 2 and 7: with truncation < 1, main's x_s / x_t of a seed are what ``sample`` and
     ``segment sample`` draw for that seed (the same truncation centre), with demo:<name> models."""
-    out = pipeline.run_dds(_demo_config(tmp_path / "run", mode="paper", seeds="3", truncation_source=0.6,
-                                        truncation_target=0.8, iterations=2, chunk=2, snapshot_every=0,
+    # the demo's objective, chunk and snapshots as the demo_run fixture's: its step is not compiled again
+    out = pipeline.run_dds(_demo_config(tmp_path / "run", seeds="3", truncation_source=0.6,
+                                        truncation_target=0.8, iterations=2, chunk=2, snapshot_every=2,
                                         checkpoint_every=0, batch_size=1))
     r = program("dds_jax.cli.sample", "--ckpt=demo:sketch", "--seeds=3", "--truncation=0.6",
                 f"--out={tmp_path / 's'}")

@@ -33,7 +33,7 @@ def test_own_images_end_to_end(tmp_path, monkeypatch):
     real_invert = invert.invert
     monkeypatch.setattr(invert, "invert", lambda *a, **k: calls.append(1) or real_invert(*a, **k))
     c = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=150,
-                    iterations=6, chunk=3, snapshot_every=3, batch_size=2)
+                    iterations=4, chunk=2, snapshot_every=2, batch_size=2)
     out = pipeline.run_dds(c)
     run = json.loads((out / "run.json").read_text())
     assert [e["name"] for e in run["images"]] == [f"face_{i}" for i in range(N)]
@@ -52,7 +52,7 @@ def test_own_images_end_to_end(tmp_path, monkeypatch):
     # resuming with more images' worth of work reuses the cached inversion (no new inversion)
     calls.clear()
     c2 = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=150,
-                     iterations=6, chunk=3, snapshot_every=3, batch_size=2, resume=True)
+                     iterations=4, chunk=2, snapshot_every=2, batch_size=2, resume=True)
     pipeline.run_dds(c2)
     assert calls == []
 
@@ -62,7 +62,7 @@ def test_painted_masks_and_one_folder(tmp_path):
     src, tgt, hair = _folders(tmp_path, n=2)
     c = demo_config(tmp_path / "run", target_images=str(tgt), source_masks=str(tmp_path / "hair_s"),
                     target_masks=str(tmp_path / "hair_t"), invert_steps=60, iterations=2, chunk=2,
-                    snapshot_every=0, batch_size=2, seeds="0")
+                    snapshot_every=2, batch_size=2, seeds="0")
     out = pipeline.run_dds(c)
     run = json.loads((out / "run.json").read_text())
     assert run["images"][0]["inversion_mse_source"] is None              # not inverted: drawn from w_t

@@ -163,12 +163,19 @@ def tiny():
     return sg.from_variables(TINY, variables)
 
 
+def _apply(module, **kw):
+    """``module.apply`` as one compiled program (run eagerly every layer's every op is a program of its
+    own to compile: a few hundred per test on these tiny generators)."""
+    return jax.jit(functools.partial(module.apply, **kw))
+
+
 def test_style_mixing_uses_each_latent_on_its_layers(tiny):
     z1, z2 = jax.random.normal(jax.random.PRNGKey(1), (2, 1, TINY.style_dim))
-    w1, w2 = (tiny.module.apply(tiny.variables, z, method=sg.Generator.style) for z in (z1, z2))
-    mixed, _ = tiny.module.apply(tiny.variables, (z1, z2), inject_index=3)
+    style = _apply(tiny.module, method=sg.Generator.style)
+    w1, w2 = (style(tiny.variables, z) for z in (z1, z2))
+    mixed, _ = _apply(tiny.module, inject_index=3)(tiny.variables, (z1, z2))
     wplus = jnp.concatenate([jnp.repeat(w1[:, None], 3, 1), jnp.repeat(w2[:, None], TINY.n_latent - 3, 1)], 1)
-    direct, _ = tiny.module.apply(tiny.variables, wplus, input_is_latent=True)
+    direct, _ = _apply(tiny.module, input_is_latent=True)(tiny.variables, wplus)
     np.testing.assert_allclose(mixed, direct, atol=1e-6)
     with pytest.raises(ValueError, match="inject_index"):
         tiny.module.apply(tiny.variables, (z1, z2))
@@ -176,29 +183,32 @@ def test_style_mixing_uses_each_latent_on_its_layers(tiny):
 
 def test_noise_modes(tiny):
     z = jax.random.normal(jax.random.PRNGKey(2), (2, TINY.style_dim))
-    const1, _ = tiny.module.apply(tiny.variables, z)
-    const2, _ = tiny.module.apply(tiny.variables, z)
+    apply = _apply(tiny.module)
+    const1, _ = apply(tiny.variables, z)
+    const2, _ = apply(tiny.variables, z)
     np.testing.assert_array_equal(const1, const2)
     # give the noise a visible strength, then fresh noise changes the image and the key decides it
     params = jax.tree_util.tree_map_with_path(
         lambda p, x: jnp.ones_like(x) if "noise_strength" in jax.tree_util.keystr(p) else x,
         tiny.variables["params"])
     v = {"params": params, "buffers": tiny.variables["buffers"]}
-    r1, _ = tiny.module.apply(v, z, randomize_noise=True, rngs={"noise": jax.random.PRNGKey(0)})
-    r2, _ = tiny.module.apply(v, z, randomize_noise=True, rngs={"noise": jax.random.PRNGKey(0)})
-    r3, _ = tiny.module.apply(v, z, randomize_noise=True, rngs={"noise": jax.random.PRNGKey(1)})
+    fresh = jax.jit(lambda v, z, key: tiny.module.apply(v, z, randomize_noise=True, rngs={"noise": key}))
+    r1, _ = fresh(v, z, jax.random.PRNGKey(0))
+    r2, _ = fresh(v, z, jax.random.PRNGKey(0))
+    r3, _ = fresh(v, z, jax.random.PRNGKey(1))
     np.testing.assert_array_equal(r1, r2)
     assert float(jnp.max(jnp.abs(r1 - r3))) > 1e-3
     given = [jnp.zeros(s) for s in TINY.noise_shapes()]
-    zero_noise, _ = tiny.module.apply(v, z, noise=given)
-    zero_strength, _ = tiny.module.apply(tiny.variables, z, noise=given)
+    with_noise = jax.jit(lambda v, z, noise: tiny.module.apply(v, z, noise=noise))
+    zero_noise, _ = with_noise(v, z, given)
+    zero_strength, _ = with_noise(tiny.variables, z, given)
     np.testing.assert_allclose(zero_noise, zero_strength, atol=1e-6)
 
 
 def test_vmap_over_seeds_matches_batch(tiny):
     z = jax.random.normal(jax.random.PRNGKey(3), (3, 1, TINY.style_dim))
-    per_seed = jax.vmap(lambda zi: tiny.module.apply(tiny.variables, zi)[0])(z)
-    batched, _ = tiny.module.apply(tiny.variables, z[:, 0])
+    per_seed = jax.jit(jax.vmap(lambda zi: tiny.module.apply(tiny.variables, zi)[0]))(z)
+    batched, _ = _apply(tiny.module)(tiny.variables, z[:, 0])
     np.testing.assert_allclose(per_seed[:, 0], batched, atol=1e-5)
 
 
@@ -232,6 +242,7 @@ def test_conv_transpose_stride2_matches_torch(size, k):
     assert max_abs_err(got, want.numpy().transpose(0, 2, 3, 1)) <= 1e-5
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _image_and_grad(gen_module, variables, z):
     def loss(z):
         img, feats = gen_module.apply(variables, z)
