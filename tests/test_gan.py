@@ -429,16 +429,16 @@ def test_adapt_patch_res_and_frozen_layers(source_model, image_folder, tmp_path)
     freeze_mapping / freeze_res: the frozen generator layers keep the source's weights, the others train.
     ADAPT's step, compiled by the training-step test, is read from the compilation cache."""
     from dds_jax.gan import adapt
-    d_config, params = adapt.load_source_discriminator(None, G16, jax.random.PRNGKey(0), patch_res=8)
-    assert d_config.resolved_patch_res == 8 and "patch_head" not in params
+    d_config, params = adapt.load_source_discriminator(None, G16, jax.random.PRNGKey(0), patch_res=PATCH_RES)
+    assert d_config.resolved_patch_res == PATCH_RES and "patch_head" not in params
     out = tmp_path / "p8"
     state = adapt.run_adaptation(out, str(source_model), str(image_folder), ADAPT, steps=2, patch_res=PATCH_RES,
                                  progress=False)
     d_config, _, d_params = disc.load_discriminator(out / "discriminator")
-    assert d_config.patch_res == 8
+    assert d_config.patch_res == PATCH_RES
     logits = disc.Discriminator(d_config).apply({"params": d_params}, jnp.zeros((2, 16, 16, 3)), patch=True)
-    assert logits.shape == (2, 8, 8, 1) and int(state.step) == 2
-    assert json.loads((out / "train.json").read_text())["discriminator"]["patch_res"] == 8
+    assert logits.shape == (2, PATCH_RES, PATCH_RES, 1) and int(state.step) == 2
+    assert json.loads((out / "train.json").read_text())["discriminator"]["patch_res"] == PATCH_RES
     # two iterations (0: R1 + path length + anchors, 1: neither + patches), as in the training-step test
     before = sg.load_generator(source_model).variables["params"]
     after = jax.device_get(state.g)

@@ -192,16 +192,15 @@ def test_noise_modes(tiny):
         lambda p, x: jnp.ones_like(x) if "noise_strength" in jax.tree_util.keystr(p) else x,
         tiny.variables["params"])
     v = {"params": params, "buffers": tiny.variables["buffers"]}
-    fresh = jax.jit(lambda v, z, key: tiny.module.apply(v, z, randomize_noise=True, rngs={"noise": key}))
-    r1, _ = fresh(v, z, jax.random.PRNGKey(0))
-    r2, _ = fresh(v, z, jax.random.PRNGKey(0))
-    r3, _ = fresh(v, z, jax.random.PRNGKey(1))
+    fresh = _apply(tiny.module, randomize_noise=True)
+    r1, _ = fresh(v, z, rngs={"noise": jax.random.PRNGKey(0)})
+    r2, _ = fresh(v, z, rngs={"noise": jax.random.PRNGKey(0)})
+    r3, _ = fresh(v, z, rngs={"noise": jax.random.PRNGKey(1)})
     np.testing.assert_array_equal(r1, r2)
     assert float(jnp.max(jnp.abs(r1 - r3))) > 1e-3
     given = [jnp.zeros(s) for s in TINY.noise_shapes()]
-    with_noise = jax.jit(lambda v, z, noise: tiny.module.apply(v, z, noise=noise))
-    zero_noise, _ = with_noise(v, z, given)
-    zero_strength, _ = with_noise(tiny.variables, z, given)
+    zero_noise, _ = apply(v, z, noise=given)
+    zero_strength, _ = apply(tiny.variables, z, noise=given)
     np.testing.assert_allclose(zero_noise, zero_strength, atol=1e-6)
 
 

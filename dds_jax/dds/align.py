@@ -91,13 +91,13 @@ def warp(image, mat, shift, order: int = 1) -> np.ndarray:
 def align_to_target(source_images, source_labels, target_labels):
     """Each source image [N, H, W, C] and its label map [N, H, W] (0 = background) warped into its
     target's frame (the similarity of the two foregrounds). Returns (images, labels, [(A, t)] per image)."""
-    images, labels, transforms = [], [], []
-    for img, ls, lt in zip(source_images, source_labels, target_labels):
-        mat, shift = similarity(np.asarray(ls) > 0, np.asarray(lt) > 0)
-        images.append(warp(img, mat, shift))
-        labels.append(warp(np.asarray(ls)[..., None], mat, shift, order=0)[..., 0])
-        transforms.append((mat, shift))
-    return np.stack(images), np.stack(labels), transforms
+    transforms = [similarity(np.asarray(ls) > 0, np.asarray(lt) > 0) for ls, lt in zip(source_labels, target_labels)]
+    return warp_images(source_images, transforms), warp_masks(source_labels, transforms), transforms
+
+
+def warp_images(images, transforms, order: int = 1) -> np.ndarray:
+    """Images [N, H, W, C] each carried by its transform [(A, t)] (:func:`warp`)."""
+    return np.stack([warp(img, *tr, order=order) for img, tr in zip(images, transforms)])
 
 
 def warp_masks(masks, transforms) -> np.ndarray:
@@ -105,7 +105,7 @@ def warp_masks(masks, transforms) -> np.ndarray:
     dtype and shape kept)."""
     masks = np.asarray(masks)
     flat = masks[..., 0] if masks.ndim == 4 else masks
-    out = np.stack([warp(m[..., None], *tr, order=0)[..., 0] for m, tr in zip(flat, transforms)])
+    out = warp_images(flat[..., None], transforms, order=0)[..., 0]
     return out[..., None] if masks.ndim == 4 else out
 
 
@@ -126,7 +126,7 @@ def align_inversions(inv: dict, source_images, gen_s, foreground_fn, steps: int,
     fg = [np.asarray(foreground_fn(jnp.asarray(inv[f"x_{d}"]), [jnp.asarray(f) for f in inv[f"feats_{d}"]]))[..., 0] > 0.5
           for d in ("s", "t")]
     transforms = [similarity(s, t) for s, t in zip(*fg)]
-    warped = np.stack([warp(img, *tr) for img, tr in zip(source_images, transforms)])
+    warped = warp_images(source_images, transforms)
     key = dict(key or {}, aligned=hashlib.sha1(warped.tobytes()).hexdigest())
     new = invert.invert_pair(gen_s, gen_s, warped, None, steps, lr, cache=cache, key=key, **invert_kw)
     out = dict(inv)
