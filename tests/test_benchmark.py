@@ -47,14 +47,22 @@ def _inputs(cfg, n=2):
     return opt.prepare_inputs(_models(), zs, cfg, jax.random.PRNGKey(4), masks=(jnp.asarray(y), jnp.asarray(y)))
 
 
-def _loss(cfg, inputs, latent):
+@functools.lru_cache(maxsize=None)
+def _loss_and_grad(cfg):
+    """One problem's (loss, (terms, x̂)) and d loss / d latent, as one compiled program per config."""
     models = _models()
+
+    def f(params, latent, inp):
+        tgt = opt.make_targets(models, cfg, params, inp)
+        return jax.value_and_grad(opt.problem_loss, has_aux=True)(latent, models, cfg, params, (), inp, tgt)
+    return jax.jit(f)
+
+
+def _loss(cfg, inputs, latent):
     one = lambda a, i: jax.tree_util.tree_map(lambda x: x[i], a)       # noqa: E731
     out = []
     for i in range(inputs.x_s.shape[0]):
-        tgt = opt.make_targets(models, cfg, models.params, one(inputs, i))
-        (loss, (terms, img)), grad = jax.value_and_grad(opt.problem_loss, has_aux=True)(
-            latent[i], models, cfg, models.params, (), one(inputs, i), tgt)
+        (loss, (terms, img)), grad = _loss_and_grad(cfg)(_models().params, latent[i], one(inputs, i))
         out.append((float(loss), {k: float(v) for k, v in terms.items()}, np.asarray(img), np.asarray(grad)))
     return out
 
@@ -138,7 +146,9 @@ def _cli(out, *extra):
 
 def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     out = tmp_path / "bench"
-    r = _cli(out, "--config.n=2", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
+    # n=3 as test_default_method_beats_x_t_inside_the_part: the inversion is one compiled program for any
+    # step count, so that test reads it from the compilation cache
+    r = _cli(out, "--config.n=3", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
              "--config.classifier_steps=3", f"--config.methods=x_t,x_c,{benchmark.DEFAULT_METHOD}",
              "--config.sheet_rows=2")
     assert r.returncode == 0, r.stderr[-3000:]

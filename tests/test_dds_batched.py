@@ -17,6 +17,7 @@ from dds_jax.models import stylegan2 as sg
 
 CONFIG = sg.GeneratorConfig(size=16, style_dim=16, n_mlp=2, channels=((4, 16), (8, 16), (16, 8)))
 N = 6  # seeds: not a multiple of the 4 devices, so padding is exercised
+PADDED = 8  # N padded to the 4 devices; one seed alone is padded to the same 8 (the same compiled step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,9 +47,9 @@ def _inputs(cfg, n=N):
     return opt.prepare_inputs(_models(), zs, cfg, jax.random.PRNGKey(4), masks=_masks(n))
 
 
-def _run(cfg, inputs, latent0, mesh, chunk=2, k=0, noises0=None):
+def _run(cfg, inputs, latent0, mesh, chunk=2, k=0, noises0=None, multiple=None):
     models = _models()
-    inputs, n = opt.pad_seeds(inputs, 1 if mesh is None else mesh.size)
+    inputs, n = opt.pad_seeds(inputs, multiple or (1 if mesh is None else mesh.size))
     if latent0 is not None and latent0.shape[0] < inputs.x_s.shape[0]:
         latent0 = jnp.concatenate([latent0, jnp.repeat(latent0[-1:], inputs.x_s.shape[0] - n, 0)])
     inputs = opt.shard_seeds(inputs, mesh)
@@ -74,9 +75,12 @@ def test_sharded_batch_equals_one_seed_at_a_time(space):
     loss = np.concatenate([o.losses["loss"] for o in outs])            # [iterations, N]
     assert loss.shape == (cfg.iterations, N) and np.all(np.isfinite(loss))
     assert np.all(loss[-1] < loss[0]), "4 Adam steps should lower every seed's loss"
+    assert padded.x_s.shape[0] == PADDED
     for i in (0, 3, N - 1):
+        # seed i alone (the other 7 problems are padding): the same program, so the batch is checked
+        # for what it must not do, mixing seeds; the unsharded step is test_dds_step's
         one = jax.tree_util.tree_map(lambda a: a[i:i + 1], inputs)
-        st1, _, _, outs1 = _run(cfg, one, latent0[i:i + 1], None)
+        st1, _, _, outs1 = _run(cfg, one, latent0[i:i + 1], mesh, multiple=PADDED)
         loss1 = np.concatenate([o.losses["loss"] for o in outs1])[:, 0]
         np.testing.assert_allclose(loss[:, i], loss1, rtol=2e-5)
         np.testing.assert_allclose(np.asarray(state.latent)[i], np.asarray(st1.latent)[0], atol=2e-5)
@@ -205,11 +209,12 @@ def test_precision_reaches_the_step():
     """Issue 15 item 3: DDSConfig.precision changes how the step computes, not what: bf16 convolutions
     stay near float32 (remat's exactness is tested on the generator); an unknown name is refused."""
     base = _cfg(latent_space="w+", iterations=4)
-    # one seed: the float32 run is then test_sharded_batch_equals_one_seed_at_a_time[w+]'s one-seed
+    # one seed padded to 8 on the mesh: the float32 run is then test_sharded_batch_equals_one_seed_at_a_time[w+]'s
     # program (same config and shapes), compiled once per module
     inputs = _inputs(base, n=1)
     latent0 = jnp.asarray(opt.initial_latents(_models(), base, jax.random.PRNGKey(7), 1))
-    losses = [np.concatenate([o.losses["loss"] for o in _run(cfg, inputs, latent0, None)[3]])
+    losses = [np.concatenate([o.losses["loss"] for o in _run(cfg, inputs, latent0, opt.seed_mesh(),
+                                                              multiple=PADDED)[3]])
               for cfg in (base, _cfg(latent_space="w+", iterations=4, precision="bf16"))]
     np.testing.assert_allclose(losses[1], losses[0], rtol=5e-2)
     assert not np.allclose(losses[1], losses[0], rtol=1e-7, atol=0)      # bf16 did take effect
@@ -219,11 +224,12 @@ def test_precision_reaches_the_step():
         _cfg(remat="everything")
 
 
-@pytest.mark.parametrize("direction", ["s2t", "both"])
-def test_sequential_paper_gradient_equals_the_joint_one(direction):
+def test_sequential_paper_gradient_equals_the_joint_one():
     """Issue 15 item 2: paper mode's default remat ("synthesis": the generators re-run and differentiated
     one after the other, opt.sequential_paper_grad) gives the losses and gradients of remat="none" (the
-    joint value_and_grad). Tolerance: float32 summation order, 1e-5 relative."""
+    joint value_and_grad), for s2t and t2s problems (direction "both": one batch holds both kinds).
+    Tolerance: float32 summation order, 1e-5 relative."""
+    direction = "both"
     assert opt.DDSConfig(mode="paper").resolved().remat == "synthesis"
     assert opt.DDSConfig(mode="reference").resolved().remat == "none"
     runs = []

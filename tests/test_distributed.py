@@ -28,7 +28,7 @@ def _env():
     return env
 
 
-def test_two_processes_split_seeds_into_one_run(tmp_path):
+def test_two_processes_split_seeds_into_one_run(tmp_path, program):
     port = _free_port()
     out = tmp_path / "dist"
     procs = [subprocess.Popen([sys.executable, "-m", "dds_jax.main", f"--config={DEMO}", *ARGS,
@@ -58,8 +58,7 @@ def test_two_processes_split_seeds_into_one_run(tmp_path):
         for k, v in ref["final_losses"]["s2t"][str(s)].items():
             assert abs(run["final_losses"]["s2t"][str(s)][k] - v) <= 1e-4 * max(1.0, abs(v)), (s, k)
     assert (out / "contact_sheet_s2t.png").is_file()
-    r = subprocess.run([sys.executable, "-m", "dds_jax.cli.evaluate", f"--run={out}"], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, timeout=600)
+    r = program("dds_jax.cli.evaluate", f"--run={out}")          # the evaluation in this process
     assert r.returncode == 0, r.stderr[-2000:]
     table = json.loads((out / "table1.json").read_text())["rows"]
     assert {row["n_seeds"] for row in table} == {4}

@@ -147,14 +147,14 @@ def test_r1_penalty_against_finite_differences():
         total = jax.jit(lambda x: jnp.sum(apply(params, x)))
         numeric = _central_difference(total, real)
         expected = np.mean(np.sum(numeric.reshape(2, -1) ** 2, axis=1))
-        got = float(losses.r1_penalty(apply, params, real))
+        got = float(jax.jit(lambda x: losses.r1_penalty(apply, params, x))(real))
         assert abs(got - expected) / expected < 1e-6, (got, expected)
         # Its gradient w.r.t. one weight tensor (what the lazy R1 update uses): double backprop vs FD.
         name = ("final_linear_1", "weight")
         pen = jax.jit(lambda w: losses.r1_penalty(
             apply, {**params, name[0]: {**params[name[0]], name[1]: w}}, real))
         w0 = params[name[0]][name[1]]
-        auto = jax.grad(lambda w: pen(w))(w0)
+        auto = jax.jit(jax.grad(pen))(w0)
         assert _rel(auto, _central_difference(pen, w0)) < 1e-6
 
 
@@ -168,14 +168,15 @@ def test_path_length_against_finite_differences():
 
         def synth(p, w):
             return G.apply({"params": p, "buffers": variables["buffers"]}, w, input_is_latent=True)[0]
-        lengths, images = losses.path_lengths(lambda w: synth(variables["params"], w), wplus, key)
+        # the autodiff side as compiled programs (run op by op, each op compiles on its own)
+        lengths, images = jax.jit(lambda w: losses.path_lengths(lambda v: synth(variables["params"], v), w, key))(wplus)
         y = jax.random.normal(key, images.shape, images.dtype) / math.sqrt(8 * 8)
         grad = _central_difference(jax.jit(lambda w: jnp.sum(synth(variables["params"], w) * y)), wplus)
         expected = np.sqrt(np.mean(np.sum(grad ** 2, axis=2), axis=1))
         assert _rel(lengths, expected) < 1e-6
         # Penalty = mean (|J^T y| - a)^2 with a = a0 + 0.01 (mean - a0); and its parameter gradient.
-        pen, new_mean, mean_len = losses.path_length_penalty(
-            lambda w: synth(variables["params"], w), wplus, key, 0.5)
+        pen, new_mean, mean_len = jax.jit(lambda w: losses.path_length_penalty(
+            lambda v: synth(variables["params"], v), w, key, 0.5))(wplus)
         a = 0.5 + 0.01 * (expected.mean() - 0.5)
         assert abs(float(pen) - np.mean((expected - a) ** 2)) < 1e-9
         assert abs(float(new_mean) - a) < 1e-9 and abs(float(mean_len) - expected.mean()) < 1e-9
@@ -186,7 +187,7 @@ def test_path_length_against_finite_differences():
             q = {**p, "synthesis": {**p["synthesis"], "to_rgbs_0": {**rgb, "conv": {**rgb["conv"], "weight": w}}}}
             return losses.path_length_penalty(lambda v: synth(q, v), wplus, key, 0.5)[0]
         w0 = rgb["conv"]["weight"]
-        assert _rel(jax.grad(pen_of)(w0), _central_difference(jax.jit(pen_of), w0)) < 1e-6
+        assert _rel(jax.jit(jax.grad(pen_of))(w0), _central_difference(jax.jit(pen_of), w0)) < 1e-6
 
 
 # ------------------------------------------------------------------------------------------------

@@ -266,24 +266,25 @@ def test_cli_ctrl_c_prints_the_resume_command(tmp_path):
 
 
 def test_direction_alias_is_normalised(tmp_path, monkeypatch):
-    """Item 1: direction=d1 (the released first loop) is t2s everywhere: result folder, run.json,
-    contact sheet, evaluation, and a resume that rebuilds nothing."""
+    """Item 1: the released loops' names are directions everywhere: d1 (the first loop) is t2s and d2 is
+    s2t in the config; a d2 run is s2t in its result folder, run.json, contact sheet, evaluation, and a
+    resume that rebuilds nothing (d2, so the run is the demo_run fixture's compiled step: the direction
+    is compiled in)."""
     from dds_jax.eval import evaluate
-    c = _demo_config(tmp_path, mode="reference", direction="d1", seeds="0", iterations=2, chunk=2,
-                     snapshot_every=0, checkpoint_every=0, batch_size=1)
+    assert opt.DDSConfig(direction="d1").direction == "t2s" and opt.DDSConfig(direction="d2").direction == "s2t"
+    c = _demo_config(tmp_path, direction="d2", seeds="0")
     out = pipeline.run_dds(c)
     run = json.loads((out / "run.json").read_text())
-    assert run["directions"] == ["t2s"] and run_io.finished_seeds(out, "t2s") == [0]
-    assert (out / "contact_sheet_t2s.png").is_file()
-    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["t2s"] * 3
+    assert run["directions"] == ["s2t"] and run_io.finished_seeds(out, "s2t") == [0]
+    assert (out / "contact_sheet_s2t.png").is_file() and not (out / "contact_sheet_d2.png").exists()
+    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["s2t"] * 3
     calls = []
     monkeypatch.setattr(pipeline, "_make_inputs", lambda *a: calls.append(a))
-    pipeline.run_dds(_demo_config(tmp_path, mode="reference", direction="d1", seeds="0", iterations=2,
-                                  chunk=2, snapshot_every=0, checkpoint_every=0, batch_size=1, resume=True))
+    pipeline.run_dds(_demo_config(tmp_path, direction="d2", seeds="0", resume=True))
     assert calls == []                               # the finished seed is not rebuilt
-    run["directions"] = ["d1"]                       # a run.json written before the fix
+    run["directions"] = ["d2"]                       # a run.json written before the fix
     (out / "run.json").write_text(json.dumps(run))
-    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["t2s"] * 3
+    assert [r["direction"] for r in evaluate.evaluate_run(out)] == ["s2t"] * 3
 
 
 @pytest.mark.parametrize("field, value", [

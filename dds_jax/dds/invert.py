@@ -1,5 +1,5 @@
 """GAN inversion: the W+ latents whose images reproduce given images (pixel MSE, Adam), as one jitted
-``lax.scan``. Used to put rendered images, whose true part masks are known, into a generator's latent
+loop. Used to put rendered images, whose true part masks are known, into a generator's latent
 space: to label the one-shot segmenter's sample and to measure its IoU (``dds_jax.cli.demo_models``)."""
 import functools
 import hashlib
@@ -17,25 +17,30 @@ from dds_jax.models import stylegan2 as sg
 
 
 @functools.lru_cache(maxsize=8)
-def _invert_fn(config: sg.GeneratorConfig, steps: int, lr: float):
+def _invert_fn(config: sg.GeneratorConfig):
+    """The jitted ``run(variables, targets, w_init, steps, lr) -> (wplus, images, features)``: the step
+    count and the learning rate are arguments, so one program serves every inversion of this
+    architecture and batch shape."""
     G = sg.Generator(config)
-    tx = optax.adam(lr)
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
     @jax.jit
-    def run(variables, targets, w_init):
+    def run(variables, targets, w_init, steps, lr):
         def loss_fn(wplus):
             images, _ = G.apply(variables, wplus, input_is_latent=True)
             per_image = jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
             return per_image.sum(), per_image          # images are independent: sum keeps each gradient
 
-        def body(carry, _):
+        def body(_, carry):
             wplus, opt = carry
-            (_, per_image), grads = jax.value_and_grad(loss_fn, has_aux=True)(wplus)
+            grads = jax.grad(lambda w: loss_fn(w)[0])(wplus)
             updates, opt = tx.update(grads, opt, wplus)
-            return (optax.apply_updates(wplus, updates), opt), per_image.mean()
-        (wplus, _), curve = jax.lax.scan(body, (w_init, tx.init(w_init)), None, length=steps)
+            return optax.apply_updates(wplus, updates), opt
+        opt = tx.init(w_init)
+        opt.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+        wplus, _ = jax.lax.fori_loop(0, steps, body, (w_init, opt))
         images, features = G.apply(variables, wplus, input_is_latent=True)
-        return wplus, images, features, curve
+        return wplus, images, features
     return run
 
 
@@ -44,7 +49,8 @@ def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, 
     """images: uint8 [N, H, W, 3] (or float in [-1, 1]) at the generator's resolution.
 
     Starts every image at the mean w in all layers; optimises W+ against the pixel MSE with the
-    checkpoint's fixed noise. Returns (wplus [N, n_latent, D], reconstructions [N, H, W, 3] in [-1, 1],
+    checkpoint's fixed noise (one compiled program for any ``steps`` and ``lr``). Returns (wplus
+    [N, n_latent, D], reconstructions [N, H, W, 3] in [-1, 1],
     features (list of [N, h, w, C]), per-image MSE [N]) as numpy arrays. ``progress(n)`` is told each
     time ``n`` more images are done."""
     images = np.asarray(images)
@@ -54,14 +60,15 @@ def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, 
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise ValueError(f"images must be [N, {size}, {size}, 3] for this generator, got {images.shape}")
     w_avg = jnp.asarray(generation.truncation_mean(gen))
-    run = _invert_fn(gen.config, int(steps), float(lr))
+    run = _invert_fn(gen.config)
     done = [0]
     if progress is not None:
         progress(0)                              # started (a caller may show its bar only now)
 
     def invert_batch(chunk):
         w0 = jnp.broadcast_to(w_avg, (len(chunk), gen.config.n_latent, w_avg.shape[-1]))
-        out = jax.block_until_ready(run(gen.variables, jnp.asarray(chunk, jnp.float32), w0)[:3])
+        out = jax.block_until_ready(run(gen.variables, jnp.asarray(chunk, jnp.float32), w0, int(steps),
+                                        float(lr)))
         if progress is not None:                 # the last batch is padded: count real images only
             n = min(len(chunk), len(images) - done[0])
             done[0] += n

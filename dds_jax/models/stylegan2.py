@@ -10,6 +10,7 @@ Variables of a ``Generator``:
   ``buffers``  ``noise_<i>`` [1, r, r, 1]: the checkpoint's fixed noise inputs (``randomize_noise=False``).
 """
 import dataclasses
+import functools
 import math
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -399,7 +400,15 @@ def mean_latent(generator: Generator, variables, key, n: int = 4096):
 
 
 def init_variables(config: GeneratorConfig, key, fused: bool = False):
-    """Randomly initialised variables (params + noise buffers), as the PyTorch constructor does."""
+    """Randomly initialised variables (params + noise buffers), as the PyTorch constructor does.
+
+    One compiled program per architecture (a persistent-cache hit after the first): run eagerly, the
+    init's forward pass and every initializer compile one small program per operation and shape."""
+    return _init_variables(config, key, fused)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_variables(config: GeneratorConfig, key, fused: bool):
     gen = Generator(config, fused=fused)
     k1, k2 = jax.random.split(key)
     z = jnp.zeros((1, config.style_dim))
