@@ -37,25 +37,47 @@ def program(capfd, monkeypatch):
     return lambda target, *args, **kw: run_program(capfd, target, *args, **kw)
 
 
+# Above this resident size a worker drops JAX's in-memory executables after a test module.
+KEEP_COMPILED_BELOW_BYTES = 4 << 30
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere, where the caches are then kept)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_functions():
-    """Drop JAX's in-memory executables after every test module: one pytest process compiles thousands of
-    functions over the suite, and kept they take many GB. A later module that needs one again reads it
-    from the persistent cache above instead of compiling it."""
+    """Drop JAX's in-memory executables after a test module once the worker holds more than
+    KEEP_COMPILED_BELOW_BYTES: kept for the whole suite they take many GB. Below that they are kept,
+    because every dropped function is traced and lowered again by the next module that calls it (even a
+    persistent-cache hit is keyed by the lowered program), and every eager op compiled again."""
     yield
-    import gc
-    import jax
-    jax.clear_caches()
-    gc.collect()
+    if _resident_bytes() > KEEP_COMPILED_BELOW_BYTES:
+        import gc
+        import jax
+        jax.clear_caches()
+        gc.collect()
 
 
-# The test files that take longest (minutes on a 2-core CPU, cold compilation cache), run first. With
-# pytest-xdist's --dist loadfile (the README's command) each file goes to one worker in collection order,
-# so the long ones start first and the short ones fill the end of both workers' queues instead of a
-# long file starting last on one worker while the other is idle. Without xdist only the order changes.
-SLOW_FIRST = ("test_dds_step.py", "test_gan.py", "test_benchmark.py", "test_demo_models.py",
-              "test_dds_batched.py", "test_main_cli.py", "test_evaluate.py", "test_distributed.py",
-              "test_studio.py", "test_convert_and_sample.py")
+# The test files that take longest (minutes on a 2-core CPU, cold compilation cache; measured with
+# --durations, BENCHMARKS.md), longest first. pytest-xdist's --dist loadfile (the README's command) sends
+# whole files to the workers in this order (pytest_configure turns off its own reordering, by number of
+# tests), so the long ones start first and the short ones fill the end of both workers' queues instead
+# of a long file starting last on one worker while the other is idle. Without xdist only the order changes.
+SLOW_FIRST = ("test_dds_step.py", "test_gan.py", "test_benchmark.py", "test_stylegan2.py", "test_dds_batched.py",
+              "test_main_cli.py", "test_demo_models.py", "test_distributed.py", "test_evaluate.py",
+              "test_studio.py", "test_own_images.py", "test_bad_inputs.py", "test_segmenter.py", "test_blend.py",
+              "test_discriminator.py", "test_backbones.py", "test_convert_and_sample.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):     # pytest-xdist: keep SLOW_FIRST's order of files
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):

@@ -355,8 +355,11 @@ def studio_server(tmp_path):
     port = free_port()
     work = tmp_path / "studio"
     log = open(tmp_path / "studio.log", "w")
+    # chunk 2: with 40 iterations the studio's schedule is the demo_run fixture's (chunk 2, a snapshot
+    # every 2), so its DDS step is read from the compilation cache
     proc = subprocess.Popen([sys.executable, "-m", "dds_jax.studio", f"--config={DEMO}", f"--port={port}",
-                             f"--workdir={work}", f"--config.output_dir={tmp_path / 'runs' / 'demo'}"],
+                             f"--workdir={work}", f"--config.output_dir={tmp_path / 'runs' / 'demo'}",
+                             "--config.chunk=2"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
@@ -457,7 +460,7 @@ def test_browser_session(studio_server, tmp_path):
 
         # 4. DDS on 2 seeds, a few iterations
         page.fill("#dds-seeds", "0-1")
-        page.fill("#iterations", "4")
+        page.fill("#iterations", "40")
         page.fill("#batch-size", "2")
         page.click("#dds-btn")
         wait_or_error(page, "document.querySelectorAll('#dds-results tr.seed-row').length === 2 && "
@@ -467,9 +470,9 @@ def test_browser_session(studio_server, tmp_path):
                               f".filter(i => i.naturalWidth === {S}).length")
         n_gif = page.locator("#dds-results img.gif").count()
         assert (n_dds, n_gif) == (2, 2)
-        dds_job = page.evaluate("S.jobs.dds")           # progress: 2 seeds x 4 iterations
-        assert (dds_job["done"], dds_job["total"]) == (8, 8)
-        assert dds_job["message"].startswith("8/8 seed-iterations")
+        dds_job = page.evaluate("S.jobs.dds")           # progress: 2 seeds x 40 iterations
+        assert (dds_job["done"], dds_job["total"]) == (80, 80)
+        assert dds_job["message"].startswith("80/80 seed-iterations")
         page.wait_for_function("document.querySelectorAll('#run-list li').length >= 1")
         page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
 
@@ -493,7 +496,8 @@ def test_browser_session(studio_server, tmp_path):
     np.testing.assert_array_equal(saved, label)
     (run_dir,) = [d for d in (work / "runs").iterdir() if d.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["seeds"] == [0, 1] and run["config"]["iterations"] == 4
+    assert run["seeds"] == [0, 1] and run["config"]["iterations"] == 40
+    assert (run["config"]["chunk"], run["config"]["snapshot_every"]) == (2, 2)
     assert run["config"]["segmenter_ckpt"] == str(work.resolve() / "segmenter")
     names = set(run_zip.namelist())
     for s in (0, 1):
