@@ -14,6 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax_compilation_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
+# One Eigen thread per worker: two xdist workers on two cores, each with a thread per core, spin and
+# preempt each other.
+if "--xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 
