@@ -28,12 +28,12 @@ def _invert_fn(config: sg.GeneratorConfig):
     def run(variables, targets, w_init, steps, lr):
         def loss_fn(wplus):
             images, _ = G.apply(variables, wplus, input_is_latent=True)
-            per_image = jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
-            return per_image.sum(), per_image          # images are independent: sum keeps each gradient
+            # images are independent: the sum of per-image MSEs keeps each image's gradient
+            return jnp.sum(jnp.mean((images - targets) ** 2, axis=(1, 2, 3)))
 
         def body(_, carry):
             wplus, opt = carry
-            grads = jax.grad(lambda w: loss_fn(w)[0])(wplus)
+            grads = jax.grad(loss_fn)(wplus)
             updates, opt = tx.update(grads, opt, wplus)
             return optax.apply_updates(wplus, updates), opt
         opt = tx.init(w_init)
