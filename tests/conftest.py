@@ -19,6 +19,16 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 if "--xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
 
+# Most XLA optimisations off (jax_disable_most_optimizations: LLVM -O0, no expensive LLVM passes), except
+# in OPTIMIZED modules. Half of the suite's CPU time is compiling, and these programs compile 2-3x faster
+# that way (test_gan.py's training step: 63 s -> 22 s; the file 226 -> 113 s of CPU) but run about 1.5x
+# slower, so modules whose time goes into running long loops or 256x256 programs keep the full pipeline
+# (measured per file, BENCHMARKS.md). Same programs, float results within every test's tolerance.
+# Programs a test starts inherit the setting through the environment.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+OPTIMIZED = ("test_dds_step", "test_benchmark", "test_demo_models", "test_own_images", "test_studio",
+             "test_convert_and_sample", "test_inception", "test_metrics", "test_bad_inputs", "test_ops")
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 
@@ -53,6 +63,21 @@ def _resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _xla_optimization(request):
+    """The full XLA pipeline for the OPTIMIZED modules (when the run turned optimisations off)."""
+    import jax
+    if request.module.__name__ not in OPTIMIZED or not jax.config.read("jax_disable_most_optimizations"):
+        yield
+        return
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", True)
+    mp.undo()
 
 
 @pytest.fixture(scope="module", autouse=True)
