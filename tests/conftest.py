@@ -26,7 +26,7 @@ if "--xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
 # (measured per file, BENCHMARKS.md). Same programs, float results within every test's tolerance.
 # Programs a test starts inherit the setting through the environment.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-OPTIMIZED = ("test_dds_step", "test_benchmark", "test_demo_models", "test_own_images", "test_studio",
+OPTIMIZED = ("test_dds_step", "test_benchmark", "test_demo_models", "test_own_images",
              "test_convert_and_sample", "test_inception", "test_metrics", "test_bad_inputs", "test_ops")
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -67,7 +67,9 @@ def _resident_bytes() -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def _xla_optimization(request):
-    """The full XLA pipeline for the OPTIMIZED modules (when the run turned optimisations off)."""
+    """The full XLA pipeline for the OPTIMIZED modules (when the run turned optimisations off). Their
+    functions are compiled again: an executable in memory is reused whatever the setting it was
+    compiled with (an inversion compiled by test_invert.py would run unoptimised in test_own_images.py)."""
     import jax
     if request.module.__name__ not in OPTIMIZED or not jax.config.read("jax_disable_most_optimizations"):
         yield
@@ -75,6 +77,7 @@ def _xla_optimization(request):
     mp = pytest.MonkeyPatch()
     mp.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
     jax.config.update("jax_disable_most_optimizations", False)
+    jax.clear_caches()
     yield
     jax.config.update("jax_disable_most_optimizations", True)
     mp.undo()
