@@ -23,7 +23,7 @@ def define_flags():
     flags.DEFINE_enum("size", str(demo_models.SHIPPED.g.size), [str(s) for s in demo_models.RECIPES],
                       "The pair's resolution: 64 = the shipped pair (issue 34); 32 = the pair shipped before.")
     flags.DEFINE_integer("base_steps", None, "Iterations of the photo generator (default: the recipe's, "
-                         "11000 at 32, 8000 at 64).")
+                         "11000 at 32, 16000 at 64).")
     flags.DEFINE_integer("adapt_steps", None, "Iterations of the sketch adaptation (default: the recipe's, 1600).")
     flags.DEFINE_integer("seg_epochs", 100, "Epochs of the one-shot segmenter.")
     flags.DEFINE_integer("invert_steps", demo_models.INVERT_STEPS, "Adam steps of each W+ inversion.")
