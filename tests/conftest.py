@@ -20,14 +20,13 @@ if "--xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
 
 # Most XLA optimisations off (jax_disable_most_optimizations: LLVM -O0, no expensive LLVM passes), except
-# in OPTIMIZED modules. Half of the suite's CPU time is compiling, and these programs compile 2-3x faster
-# that way (test_gan.py's training step: 63 s -> 22 s; the file 226 -> 113 s of CPU) but run about 1.5x
-# slower, so modules whose time goes into running long loops or 256x256 programs keep the full pipeline
-# (measured per file, BENCHMARKS.md). Same programs, float results within every test's tolerance.
-# Programs a test starts inherit the setting through the environment.
+# for tests marked `optimized` (a module's `pytestmark` or one test). Half of the suite's CPU time is
+# compiling, and these programs compile 2-3x faster that way (test_gan.py's training step: 63 s -> 22 s;
+# the file 226 -> 113 s of CPU) but run about 1.5x slower, so tests whose time goes into running long
+# loops or 256x256 programs are marked (measured per file and test, BENCHMARKS.md). Same programs, float
+# results within every test's tolerance. Programs a test starts inherit the setting through the environment.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-OPTIMIZED = ("test_dds_step", "test_benchmark", "test_demo_models", "test_own_images",
-             "test_convert_and_sample", "test_inception", "test_metrics", "test_bad_inputs", "test_ops")
+RUN_UNOPTIMIZED = os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].strip().lower() not in ("0", "false", "no", "off")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -65,22 +64,59 @@ def _resident_bytes() -> int:
         return 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _xla_optimization(request):
-    """The full XLA pipeline for the OPTIMIZED modules (when the run turned optimisations off). Their
-    functions are compiled again: an executable in memory is reused whatever the setting it was
-    compiled with (an inversion compiled by test_invert.py would run unoptimised in test_own_images.py)."""
+# Whether this worker has compiled unoptimised since JAX's in-memory executables were last dropped.
+_unoptimized_since_clear = {"value": False}
+
+
+def _compile_optimized(optimized: bool) -> None:
+    """Compile with the full XLA pipeline or not from now on. Turning it on drops the in-memory
+    executables if unoptimised ones may be among them: an executable is reused whatever the setting it
+    was compiled with (an inversion compiled by test_invert.py would run unoptimised in
+    test_own_images.py)."""
     import jax
-    if request.module.__name__ not in OPTIMIZED or not jax.config.read("jax_disable_most_optimizations"):
+    jax.config.update("jax_disable_most_optimizations", not optimized)
+    if not optimized:
+        _unoptimized_since_clear["value"] = True
+    elif _unoptimized_since_clear["value"]:
+        jax.clear_caches()
+        _unoptimized_since_clear["value"] = False
+
+
+def _marked_optimized(marks) -> bool:
+    marks = marks if isinstance(marks, list) else [marks]
+    return any(m.name == "optimized" for m in marks)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _xla_optimization_of_module(request):
+    """The module's setting, here and in the programs its tests start: optimised when its `pytestmark`
+    has `optimized` (and the run turned optimisations off). Module-scoped, so that module fixtures
+    compile with it too."""
+    if not RUN_UNOPTIMIZED:
         yield
         return
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
-    jax.config.update("jax_disable_most_optimizations", False)
-    jax.clear_caches()
-    yield
-    jax.config.update("jax_disable_most_optimizations", True)
-    mp.undo()
+    optimized = _marked_optimized(getattr(request.module, "pytestmark", []))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0" if optimized else "1")
+        _compile_optimized(optimized)
+        yield
+    import jax
+    jax.config.update("jax_disable_most_optimizations", True)     # the run's setting between modules
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimization_of_test(request, _xla_optimization_of_module):
+    """A test marked `optimized` in an unoptimised module runs optimised."""
+    import jax
+    if (not RUN_UNOPTIMIZED or not jax.config.read("jax_disable_most_optimizations")
+            or not _marked_optimized(request.node.own_markers)):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+        _compile_optimized(True)
+        yield
+    _compile_optimized(False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,6 +130,7 @@ def _release_compiled_functions():
         import gc
         import jax
         jax.clear_caches()
+        _unoptimized_since_clear["value"] = False
         gc.collect()
 
 
@@ -102,13 +139,15 @@ def _release_compiled_functions():
 # whole files to the workers in this order (pytest_configure turns off its own reordering, by number of
 # tests), so the long ones start first and the short ones fill the end of both workers' queues instead
 # of a long file starting last on one worker while the other is idle. Without xdist only the order changes.
-SLOW_FIRST = ("test_dds_step.py", "test_gan.py", "test_benchmark.py", "test_stylegan2.py", "test_dds_batched.py",
-              "test_main_cli.py", "test_demo_models.py", "test_distributed.py", "test_evaluate.py",
-              "test_studio.py", "test_own_images.py", "test_bad_inputs.py", "test_segmenter.py", "test_blend.py",
-              "test_discriminator.py", "test_backbones.py", "test_convert_and_sample.py")
+SLOW_FIRST = ("test_dds_step.py", "test_benchmark.py", "test_gan.py", "test_dds_batched.py", "test_demo_models.py",
+              "test_main_cli.py", "test_stylegan2.py", "test_evaluate.py", "test_distributed.py", "test_studio.py",
+              "test_own_images.py", "test_bad_inputs.py", "test_blend.py", "test_discriminator.py",
+              "test_segmenter.py", "test_convert_and_sample.py", "test_metrics.py", "test_backbones.py")
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "optimized: compile with the full XLA pipeline (tests that run long "
+                                       "loops or 256x256 programs; the rest compile with most optimisations off)")
     if hasattr(config.option, "loadscopereorder"):     # pytest-xdist: keep SLOW_FIRST's order of files
         config.option.loadscopereorder = False
 

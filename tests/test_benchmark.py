@@ -190,6 +190,7 @@ def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.optimized     # 200 DDS iterations: faster with the full XLA pipeline (conftest.py)
 def test_default_method_beats_x_t_inside_the_part():
     """On 3 rendered faces: the default DDS method's in-part MSE to the truth is below x_t's (by at
     least 10 %), and its out-of-part MSE stays within 3x of x_t's, the target inversion's own error;

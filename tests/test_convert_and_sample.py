@@ -15,6 +15,8 @@ from dds_jax.models import stylegan2 as sg
 from fixture_utils import (fixture_dirs, fixture_params, load_data, load_state_dict, max_abs_err,
                            nchw_to_nhwc)
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_TOL = 1e-3
 PT_FIXTURES = [p for p in fixture_params("stylegan2_")

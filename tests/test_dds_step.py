@@ -25,6 +25,8 @@ from dds_jax.models import stylegan2 as sg
 from fixture_utils import (fixture_params, load_data, load_state_dict, max_abs_err, max_rel_err,
                            nchw_to_nhwc)
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 LOSS_TOL = 1e-4
 GRAD_TOL = 2e-4
 LATENT_TOL = 1e-4

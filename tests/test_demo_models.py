@@ -12,6 +12,8 @@ from dds_jax.segmentation import oneshot as segmentation
 from dds_jax.models import stylegan2 as sg
 from dds_jax.checkpoint import DEMO_DIR
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 
 def test_shipped_pair_and_segmenter_fit_together():
     photo = sg.load_generator(DEMO_DIR / "photo")

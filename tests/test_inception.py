@@ -16,6 +16,8 @@ from dds_jax.conversion import ConversionError, convert
 from dds_jax.models import inception as inc
 from fixture_utils import fixture_params, load_data, load_state_dict, manifest_config, max_rel_err, nchw_to_nhwc
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 FEATURE_TOL = 1e-4
 FIXTURES = fixture_params("inception_")
 

@@ -14,6 +14,8 @@ import pytest
 from dds_jax.eval import metrics
 from fixture_utils import fixture_params, load_data, max_rel_err, nchw_to_nhwc
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 TOL = 1e-4
 # SSIM of [0, 255] images: sigma^2 = E[x^2] - mu^2 cancels at the 255^2 scale in float32 (C1, C2 are not
 # rescaled). Measured on the real pairs: torch float32 is 1.3e-4 abs from float64, metrics.ssim 3.6e-4 abs

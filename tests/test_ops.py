@@ -13,6 +13,8 @@ from jax import lax
 
 from dds_jax import ops
 
+pytestmark = pytest.mark.optimized     # runs faster compiled with the full XLA pipeline (conftest.py)
+
 HIGHEST = lax.Precision.HIGHEST
 # (kernel, padding): the generator's 3x3 / 1x1 'same' convolutions, the polyphase up-sampling sub-kernels
 # (2x2 padded 1, and the unpadded case), asymmetric padding, and a pad > k - 1 (falls back to lax).
