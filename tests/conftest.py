@@ -36,10 +36,22 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """A short DDS run of configs/demo.py (3 seeds, 4 iterations), shared by the CLI and evaluation tests."""
+    """A short DDS run of configs/demo.py (3 seeds, 4 iterations), shared by the CLI and evaluation tests
+    (read-only). Made once per test run: pytest-xdist workers share it through their common temporary
+    folder, the first one to need it runs it while the others wait on the lock."""
+    import fcntl
     from dds_jax.dds import pipeline
     from demo_utils import demo_config
-    return pipeline.run_dds(demo_config(tmp_path_factory.mktemp("demo_run")))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent                   # .../pytest-N/, above each worker's popen-gwK
+    out, done = root / "demo_run", root / "demo_run.done"
+    with open(root / "demo_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            pipeline.run_dds(demo_config(out))
+            done.touch()
+    return out
 
 
 @pytest.fixture

@@ -153,6 +153,19 @@ def test_snapshots_and_loss_layout():
         assert v.shape == (4, N)
 
 
+def test_runs_of_any_length_share_one_compiled_step():
+    """The iteration count is not part of the program: a 4-iteration run and the first half of an
+    8-iteration run are the same compiled function and the same iterates."""
+    short, long_ = _cfg(iterations=4), _cfg(iterations=8)
+    assert opt.make_run_chunk(_models(), short, 2).jitted is opt.make_run_chunk(_models(), long_, 2).jitted
+    mesh = opt.seed_mesh()
+    a, _, _, a_outs = _run(short, _inputs(short), None, mesh)
+    b, _, _, b_outs = _run(long_, _inputs(long_), None, mesh)
+    assert int(a.step[0]) == 4 and int(b.step[0]) == 8 and len(a_outs) == 2 and len(b_outs) == 4
+    for x, y in zip(a_outs, b_outs):
+        np.testing.assert_array_equal(x.losses["loss"], y.losses["loss"])
+
+
 def test_reference_mode_normalises_noise_each_step():
     cfg = _cfg(mode="reference", direction="d1", iterations=2).resolved()
     assert cfg.latent_space == "w+" and cfg.weights == (1.0, 1.0, 3.0, 2.0)

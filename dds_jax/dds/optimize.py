@@ -452,11 +452,17 @@ def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every
     k = int(snapshot_every or 0)
     if chunk < 1 or (k and chunk % k):
         raise ValueError(f"chunk ({chunk}) must be >= 1 and a multiple of snapshot_every ({k})")
-    jitted = _chunk_fn(models.statics, cfg, int(chunk), k, mesh, bool(with_grads))
+    jitted = _chunk_fn(models.statics, program_config(cfg), int(chunk), k, mesh, bool(with_grads))
     params = models.params
     if mesh is not None:
         params = jax.device_put(params, NamedSharding(mesh, P()))
     return RunChunk(jitted, params)
+
+
+def program_config(cfg: DDSConfig) -> DDSConfig:
+    """``cfg`` resolved, with the fields no compiled program reads cleared: the key of the program caches,
+    so runs that differ only in their iteration count (the chunk is its own argument) share programs."""
+    return dataclasses.replace(cfg.resolved(), iterations=None)
 
 
 @functools.lru_cache(maxsize=32)
@@ -519,7 +525,7 @@ def final_images(models: DDSModels, state: State, inputs: Inputs, cfg: DDSConfig
     reference: G_s(ẑ, noise=noises), what DDS_main saves; outer / inner: the one generator's image; blend: the blended image)
     and, in paper mode, ``other`` = the
     source-role generator's image of the same ẑ."""
-    return _render_fn(models.statics, cfg.resolved())(models.params, state, inputs)
+    return _render_fn(models.statics, program_config(cfg))(models.params, state, inputs)
 
 
 def failed_problems(state: State, inputs: Inputs):
