@@ -296,7 +296,9 @@ def _role_loss(models: DDSModels, cfg: DDSConfig, params, tgt, img_a, feats_a, i
         feats_a = _image_features(models, cfg, params, img_a)
         feats_b = feats_a if img_b is img_a else _image_features(models, cfg, params, img_b)
     obj = cfg.objective
-    terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, cfg.weights, crossover=obj.crossover,
+    # the weights are an argument of a compiled step (params["loss_weights"], see make_run_chunk)
+    weights = params["loss_weights"] if "loss_weights" in params else cfg.weights
+    terms = losses.dds_terms(img_a, img_b, feats_a, feats_b, tgt, weights, crossover=obj.crossover,
                              region_mean=obj.region_mean)
     return terms["loss"], (terms, img_b[0])
 
@@ -453,16 +455,18 @@ def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every
     if chunk < 1 or (k and chunk % k):
         raise ValueError(f"chunk ({chunk}) must be >= 1 and a multiple of snapshot_every ({k})")
     jitted = _chunk_fn(models.statics, program_config(cfg), int(chunk), k, mesh, bool(with_grads))
-    params = models.params
+    params = dict(models.params, loss_weights=jnp.asarray(cfg.weights, jnp.float32))
     if mesh is not None:
         params = jax.device_put(params, NamedSharding(mesh, P()))
     return RunChunk(jitted, params)
 
 
 def program_config(cfg: DDSConfig) -> DDSConfig:
-    """``cfg`` resolved, with the fields no compiled program reads cleared: the key of the program caches,
-    so runs that differ only in their iteration count (the chunk is its own argument) share programs."""
-    return dataclasses.replace(cfg.resolved(), iterations=None)
+    """``cfg`` resolved, with the fields no compiled program reads cleared: the key of the program caches.
+    Runs that differ only in their iteration count (the chunk is its own argument) or in the loss
+    weights α, β, γ, λ_p (an argument of the step: a sweep, Fig. 8) share one program."""
+    return dataclasses.replace(cfg.resolved(), iterations=None, alpha=None, beta=None, gamma=None,
+                               perceptual_weight=None)
 
 
 @functools.lru_cache(maxsize=32)
