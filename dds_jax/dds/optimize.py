@@ -447,8 +447,9 @@ def make_run_chunk(models: DDSModels, cfg: DDSConfig, chunk: int, snapshot_every
     snapshot_every=k > 0 (must divide chunk): x̂ at the first iteration of each group of k (global
     iterations ≡ step0 mod k, before that iteration's update). with_grads: also return every gradient.
     mesh: shard the problem axis over it (inputs/state must have a multiple of mesh.size problems).
-    The compiled function depends only on the architectures and options, not on the weights: it is
-    cached, so later batches of seeds (and other models of the same shapes) reuse it.
+    The compiled function depends only on the architectures and options (:func:`program_config`), not
+    on the network weights, the loss weights (``params["loss_weights"]``) or the iteration count: it is
+    cached, so later batches of seeds, other models of the same shapes and other weightings reuse it.
     """
     cfg = cfg.resolved()
     k = int(snapshot_every or 0)
