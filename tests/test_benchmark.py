@@ -9,9 +9,6 @@ Tiny random 16x16 generators for the objective tests; no fixtures needed.
 """
 import functools
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +20,6 @@ from dds_jax.dds import invert
 from dds_jax.eval import benchmark
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
-
-from demo_utils import ROOT
 
 CONFIG = sg.GeneratorConfig(size=16, style_dim=16, n_mlp=2, channels=((4, 16), (8, 16), (16, 8)))
 
@@ -138,19 +133,13 @@ def test_scores_of_the_truth_and_of_a_swapped_part():
 # ---------------------------------------------------------------------------------------------------
 # The CLI and the quality of the default method (shipped demo models)
 # ---------------------------------------------------------------------------------------------------
-def _cli(out, *extra):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "dds_jax.cli.benchmark", f"--out={out}", *extra],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-
-
 def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
+    """The program in this process (its rerun below then reuses the compiled programs)."""
     out = tmp_path / "bench"
-    # n=3 as test_default_method_beats_x_t_inside_the_part: the inversion is one compiled program for any
-    # step count, so that test reads it from the compilation cache
-    r = _cli(out, "--config.n=3", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
-             "--config.classifier_steps=3", f"--config.methods=x_t,x_c,{benchmark.DEFAULT_METHOD}",
-             "--config.sheet_rows=2")
+    args = [f"--out={out}", "--config.n=2", "--config.invert_steps=3", "--config.iterations=2", "--config.chunk=2",
+            "--config.classifier_steps=3", f"--config.methods=x_t,x_c,{benchmark.DEFAULT_METHOD}",
+            "--config.sheet_rows=2"]
+    r = program("dds_jax.cli.benchmark", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     assert report["default"] == benchmark.DEFAULT_METHOD
@@ -180,7 +169,7 @@ def test_benchmark_cli_end_to_end(tmp_path, program, monkeypatch):
     calls = []
     real_invert = invert.invert
     monkeypatch.setattr(invert, "invert", lambda *a, **k: calls.append(a) or real_invert(*a, **k))
-    again = program("dds_jax.cli.benchmark", *r.args[3:], "--config.methods=x_t", "--config.default_method=x_t")
+    again = program("dds_jax.cli.benchmark", *args, "--config.methods=x_t", "--config.default_method=x_t")
     assert again.returncode == 0, again.stderr[-3000:]
     assert calls == [] and (out / "inversions.npz").read_bytes() == cached
     assert json.loads((out / "benchmark.json").read_text())["inversion"] == report["inversion"]

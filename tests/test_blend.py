@@ -26,14 +26,23 @@ def _models():
     return opt.DDSModels.create(*_gens(), "generator")
 
 
+# The generators and the blend as compiled programs: run op by op, their passes compile every op.
+@jax.jit
+def _style(variables, z):
+    return sg.to_wplus(sg.Generator(CONFIG).apply(variables, z, method=sg.Generator.style), CONFIG.n_latent)
+
+
+_synthesis = jax.jit(lambda variables, w: sg.Generator(CONFIG).apply(variables, w, input_is_latent=True))
+_blend_synthesis = jax.jit(functools.partial(blend.blend_synthesis, CONFIG))
+
+
 def _wplus(seed, n=2):
     z = jax.random.normal(jax.random.PRNGKey(seed), (n, CONFIG.style_dim))
-    g_s = _gens()[0]
-    return sg.to_wplus(sg.Generator(CONFIG).apply(g_s.variables, z, method=sg.Generator.style), CONFIG.n_latent)
+    return _style(_gens()[0].variables, z)
 
 
 def _render(gen, w):
-    return sg.Generator(CONFIG).apply(gen.variables, w, input_is_latent=True)
+    return _synthesis(gen.variables, w)
 
 
 def _part_mask(n=2):
@@ -51,7 +60,7 @@ def test_an_all_out_or_all_in_mask_is_one_generator(value, which):
     g_in, g_out = _gens()
     w_in, w_out = _wplus(3), _wplus(4)
     masks = blend.soft_masks(jnp.full((2, 16, 16, 1), value), CONFIG, start_res=4, feather=0.5)
-    img, feats = blend.blend_synthesis(CONFIG, g_in.variables, g_out.variables, w_in, w_out, masks)
+    img, feats = _blend_synthesis(g_in.variables, g_out.variables, w_in, w_out, masks)
     ref_img, ref_feats = _render(g_in, w_in) if which == "in" else _render(g_out, w_out)
     np.testing.assert_allclose(img, ref_img, atol=1e-5)
     for a, b in zip(feats, ref_feats):
@@ -64,7 +73,7 @@ def test_layers_below_the_start_resolution_are_the_outside_generator():
     w = _wplus(3)
     masks = blend.soft_masks(jnp.ones((2, 16, 16, 1)), CONFIG, start_res=16, feather=0.0)
     assert [m is None for m in masks] == [r < 16 for r in blend.layer_resolutions(CONFIG)]
-    _, feats = blend.blend_synthesis(CONFIG, g_in.variables, g_out.variables, w, w, masks)
+    _, feats = _blend_synthesis(g_in.variables, g_out.variables, w, w, masks)
     _, ref = _render(g_out, w)
     for f, r, size in zip(feats, ref, CONFIG.feature_sizes):
         if size < 16:
@@ -132,7 +141,7 @@ def test_blend_forward_is_the_blend_of_the_inputs_own_latents(direction):
     g_s, g_t = _gens()
     g_in, g_out = (g_t, g_s) if t2s else (g_s, g_t)
     masks = blend.soft_masks(inputs.y_s, CONFIG, cfg.blend_start, cfg.blend_feather, pool=cfg.blend_pool)
-    ref, _ = blend.blend_synthesis(CONFIG, g_in.variables, g_out.variables, w_in, w_out, masks)
+    ref, _ = _blend_synthesis(g_in.variables, g_out.variables, w_in, w_out, masks)
     np.testing.assert_allclose(res.images["result"], ref, atol=1e-5)
 
 

@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def test_converter_cli_then_sample_cli(folder, tmp_path, program):
     assert r.returncode == 0, r.stderr
     assert (out / "model.json").is_file()
     gen = sg.load_generator(out)
-    img, _ = gen.module.apply(gen.variables, jnp.asarray(data["z"]))
+    img, _ = jax.jit(gen.module.apply)(gen.variables, jnp.asarray(data["z"]))     # one program, not op by op
     assert max_abs_err(img, nchw_to_nhwc(data[_image_key(data)])) <= IMAGE_TOL
     # converting again into the same directory needs --overwrite
     r = _run(["convert/torch_to_flax.py", "--kind=stylegan2", f"--src={folder / 'generator.pt'}", f"--out={out}"])

@@ -42,10 +42,9 @@ def test_two_processes_split_seeds_into_one_run(tmp_path, program):
         errs.append(err)
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
     assert "1 of 4 seeds" not in errs[0] and "2 of 4 seeds to do (s2t) in process 0 of 2" in errs[0]
+    # the one-process run in this process (its 4 devices: the demo_run fixture's compiled step)
     single = tmp_path / "single"
-    r = subprocess.run([sys.executable, "-m", "dds_jax.main", f"--config={DEMO}", *ARGS,
-                        f"--config.output_dir={single}"], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                       timeout=900)
+    r = program("dds_jax.main", f"--config={DEMO}", *ARGS, f"--config.output_dir={single}")
     assert r.returncode == 0, r.stderr[-2000:]
     run, ref = (json.loads((d / "run.json").read_text()) for d in (out, single))
     assert run["seeds"] == ref["seeds"] == [0, 1, 2, 3]

@@ -13,7 +13,7 @@ G16 = sg.GeneratorConfig(size=16, style_dim=16, n_mlp=2, channels=((4, 16), (8, 
 def test_inversion_reconstructs_generated_images():
     gen = sg.from_variables(G16, jax.device_get(sg.init_variables(G16, jax.random.PRNGKey(0))))
     z = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
-    targets = np.asarray(gen.module.apply(gen.variables, z)[0])
+    targets = np.asarray(jax.jit(gen.module.apply)(gen.variables, z)[0])       # one program, not op by op
     _, recon0, _, mse0 = invert.invert(gen, targets, steps=1, lr=1e-8)
     wplus, recon, feats, mse = invert.invert(gen, targets, steps=150, lr=0.05)
     assert wplus.shape == (3, G16.n_latent, 16) and recon.shape == targets.shape

@@ -198,15 +198,15 @@ def test_cli_bad_config_is_one_line(arg, expect, tmp_path, program):
 
 
 def test_cli_runs_the_demo_after_a_failed_validation(tmp_path, program):
-    """Item 5: a run refused by validation leaves nothing behind; the corrected command then runs (in a
-    process of its own, as a user runs it)."""
+    """Item 5: a run refused by validation leaves nothing behind; the corrected command then runs (both in
+    this process; real processes of the same program: the Ctrl-C, all-seeds-skipped and distributed tests)."""
     out = tmp_path / "run"
     r = program("dds_jax.main", f"--config={DEMO}", "--config.seeds=7-0", f"--config.output_dir={out}")
     assert r.returncode == 2 and _lines(r.stderr) == ["error: config.seeds: bad seed range '7-0': end before start"]
     assert not out.exists()
-    # chunk and snapshots as the demo_run fixture's: its compiled step is read from the compilation cache
-    r = _cli(f"--config={DEMO}", "--config.seeds=3", "--config.iterations=2", "--config.chunk=2",
-             "--config.snapshot_every=2", f"--config.output_dir={out}")
+    # chunk and snapshots as the demo_run fixture's: the same compiled step
+    r = program("dds_jax.main", f"--config={DEMO}", "--config.seeds=3", "--config.iterations=2",
+                "--config.chunk=2", "--config.snapshot_every=2", f"--config.output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "contact_sheet_s2t.png").is_file()
     assert run_io.finished_seeds(out, "s2t") == [3]

@@ -32,7 +32,7 @@ def test_own_images_end_to_end(tmp_path, monkeypatch):
     calls = []
     real_invert = invert.invert
     monkeypatch.setattr(invert, "invert", lambda *a, **k: calls.append(1) or real_invert(*a, **k))
-    c = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=150,
+    c = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=40,
                     iterations=4, chunk=2, snapshot_every=2, batch_size=2)
     out = pipeline.run_dds(c)
     run = json.loads((out / "run.json").read_text())
@@ -51,7 +51,7 @@ def test_own_images_end_to_end(tmp_path, monkeypatch):
             assert (d / f"{name}.png").is_file()
     # resuming with more images' worth of work reuses the cached inversion (no new inversion)
     calls.clear()
-    c2 = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=150,
+    c2 = demo_config(tmp_path / "run", source_images=str(src), target_images=str(tgt), invert_steps=40,
                      iterations=4, chunk=2, snapshot_every=2, batch_size=2, resume=True)
     pipeline.run_dds(c2)
     assert calls == []

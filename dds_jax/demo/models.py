@@ -171,8 +171,8 @@ def colour_mask(mask) -> np.ndarray:
 def truth_retrieval_of_inversions(sketch_gen, photo_wplus) -> dict:
     """``metrics.truth_retrieval`` of ``sketch_gen`` drawing ``photo_wplus``, the W+ inversions into the
     photo generator of ``render_faces(EVAL_SEED, n)``, against the renderer's sketches of those faces."""
-    from dds_jax import files
-    drawn, _ = sketch_gen.module.apply(sketch_gen.variables, photo_wplus, input_is_latent=True)
+    from dds_jax import files, generation
+    drawn, _ = generation.render_wplus(sketch_gen, photo_wplus)
     true_sketches, _ = render.render_faces(EVAL_SEED, len(photo_wplus), sketch_gen.config.size, "sketch")
     return demo_metrics.truth_retrieval(files.to_uint8(np.asarray(drawn)), true_sketches)
 
