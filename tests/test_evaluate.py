@@ -39,28 +39,6 @@ def small_fid(monkeypatch):
     monkeypatch.setattr(evaluate.FeatureExtractor, "__call__", lambda self, images: real(self, images)[:, :64])
 
 
-def test_table1_on_the_demo_run(demo_run, inception_ckpt, small_fid, tmp_path):
-    rows, out = evaluate.run_evaluation([str(demo_run)], ["demo"], str(inception_ckpt), str(tmp_path),
-                                      batch_size=4)
-    assert [(r["direction"], r["set"]) for r in rows] == [("s2t", "D_s"), ("s2t", "{x_c}"), ("s2t", "D_t")]
-    seeds = run_io.finished_seeds(demo_run, "s2t")
-    dds = run_io.read_images(demo_run, "s2t", "dds", seeds)
-    for r, name in zip(rows, ("source", "crossover", "target")):
-        ref = run_io.read_images(demo_run, "s2t", name, seeds)
-        assert r["n_seeds"] == len(seeds) == 3
-        assert r["ssim"] == pytest.approx(float(np.mean(metrics.ssim(dds, ref, size_average=False))), rel=1e-6)
-        assert r["psnr"] == pytest.approx(float(np.mean(metrics.psnr(dds, ref, data_range=1.0))), rel=1e-6)
-        assert np.isfinite(r["fid"]) and r["fid"] >= 0
-    md = (out / "table1.md").read_text()
-    for token in ("D_s", "{x_c}", "D_t", "FID↓", "SSIM↑", "PSNR↑"):
-        assert token in md
-    assert (out / "table1.csv").read_text().splitlines()[0] == "mask,direction,set,n_seeds,fid,ssim,psnr"
-    assert json.loads((out / "table1.json").read_text())["rows"] == rows
-    curve = json.loads((out / "fid_per_iteration.json").read_text())["demo s2t"]
-    assert curve["iterations"] == [0, 2, 4] and len(curve["source"]) == len(curve["target"]) == 3
-    assert (out / "fid_per_iteration.png").stat().st_size > 0
-
-
 def _fake_run(tmp_path, n=3, size=16):
     """A run directory whose DDS result equals the target image (so the D_t row is exact)."""
     rng = np.random.default_rng(0)
@@ -71,16 +49,6 @@ def _fake_run(tmp_path, n=3, size=16):
         run_io.write_seed_result(tmp_path, "s2t", s, ims, result={})
     files.write_json(tmp_path / "run.json", {"directions": ["s2t"], "failed_seeds": {}})
     return tmp_path
-
-
-def test_identical_sets_give_perfect_scores(tmp_path, inception_ckpt, small_fid):
-    run = _fake_run(tmp_path / "run")
-    features = evaluate.FeatureExtractor(inception_ckpt, batch_size=4)
-    rows = {r["set"]: r for r in evaluate.evaluate_run(run, features)}
-    assert rows["D_t"]["ssim"] == pytest.approx(1.0, abs=1e-6)
-    assert rows["D_t"]["psnr"] > 100                     # MSE 0: PSNR as large as float32 allows
-    assert rows["D_t"]["fid"] == pytest.approx(0.0, abs=1e-3)
-    assert rows["D_s"]["ssim"] < 0.5 and rows["D_s"]["fid"] > 0
 
 
 def test_cli_without_inception_writes_ssim_psnr_table(demo_run, tmp_path, program):
@@ -120,3 +88,38 @@ def test_sweep_writes_fig8(tmp_path):
     assert [r["beta"] for r in runs] == [0.0, 1.0] and runs[0]["alpha"] == runs[1]["alpha"] == alpha
     with pytest.raises(ValueError, match="params"):
         sweep.sweep(c, ["delta"], [1.0], tmp_path / "bad")
+
+
+# The two Inception tests last: turning optimisation on drops the module's unoptimised programs (conftest.py).
+@pytest.mark.optimized     # InceptionV3 at 299x299: faster with the full XLA pipeline
+def test_table1_on_the_demo_run(demo_run, inception_ckpt, small_fid, tmp_path):
+    rows, out = evaluate.run_evaluation([str(demo_run)], ["demo"], str(inception_ckpt), str(tmp_path),
+                                      batch_size=4)
+    assert [(r["direction"], r["set"]) for r in rows] == [("s2t", "D_s"), ("s2t", "{x_c}"), ("s2t", "D_t")]
+    seeds = run_io.finished_seeds(demo_run, "s2t")
+    dds = run_io.read_images(demo_run, "s2t", "dds", seeds)
+    for r, name in zip(rows, ("source", "crossover", "target")):
+        ref = run_io.read_images(demo_run, "s2t", name, seeds)
+        assert r["n_seeds"] == len(seeds) == 3
+        assert r["ssim"] == pytest.approx(float(np.mean(metrics.ssim(dds, ref, size_average=False))), rel=1e-6)
+        assert r["psnr"] == pytest.approx(float(np.mean(metrics.psnr(dds, ref, data_range=1.0))), rel=1e-6)
+        assert np.isfinite(r["fid"]) and r["fid"] >= 0
+    md = (out / "table1.md").read_text()
+    for token in ("D_s", "{x_c}", "D_t", "FID↓", "SSIM↑", "PSNR↑"):
+        assert token in md
+    assert (out / "table1.csv").read_text().splitlines()[0] == "mask,direction,set,n_seeds,fid,ssim,psnr"
+    assert json.loads((out / "table1.json").read_text())["rows"] == rows
+    curve = json.loads((out / "fid_per_iteration.json").read_text())["demo s2t"]
+    assert curve["iterations"] == [0, 2, 4] and len(curve["source"]) == len(curve["target"]) == 3
+    assert (out / "fid_per_iteration.png").stat().st_size > 0
+
+
+@pytest.mark.optimized     # InceptionV3 at 299x299: faster with the full XLA pipeline
+def test_identical_sets_give_perfect_scores(tmp_path, inception_ckpt, small_fid):
+    run = _fake_run(tmp_path / "run")
+    features = evaluate.FeatureExtractor(inception_ckpt, batch_size=4)
+    rows = {r["set"]: r for r in evaluate.evaluate_run(run, features)}
+    assert rows["D_t"]["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert rows["D_t"]["psnr"] > 100                     # MSE 0: PSNR as large as float32 allows
+    assert rows["D_t"]["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert rows["D_s"]["ssim"] < 0.5 and rows["D_s"]["fid"] > 0
