@@ -12,8 +12,7 @@ from dds_jax import files
 
 from demo_utils import DEMO, ROOT
 
-ARGS = ["--config.seeds=0-3", "--config.iterations=4", "--config.chunk=2", "--config.snapshot_every=2",
-        "--config.batch_size=1"]
+ARGS = ["--config.seeds=0-3", "--config.iterations=4", "--config.chunk=2", "--config.snapshot_every=2"]
 
 
 def _free_port() -> int:
@@ -32,7 +31,7 @@ def test_two_processes_split_seeds_into_one_run(tmp_path, program):
     port = _free_port()
     out = tmp_path / "dist"
     procs = [subprocess.Popen([sys.executable, "-m", "dds_jax.main", f"--config={DEMO}", *ARGS,
-                               f"--config.output_dir={out}", "--distributed",
+                               "--config.batch_size=1", f"--config.output_dir={out}", "--distributed",
                                f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                                f"--process_id={i}"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -42,9 +41,10 @@ def test_two_processes_split_seeds_into_one_run(tmp_path, program):
         errs.append(err)
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
     assert "1 of 4 seeds" not in errs[0] and "2 of 4 seeds to do (s2t) in process 0 of 2" in errs[0]
-    # the one-process run in this process (its 4 devices: the demo_run fixture's compiled step)
+    # the one-process run in this process: the 4 seeds in one batch over its 4 devices (the demo_run
+    # fixture's compiled step)
     single = tmp_path / "single"
-    r = program("dds_jax.main", f"--config={DEMO}", *ARGS, f"--config.output_dir={single}")
+    r = program("dds_jax.main", f"--config={DEMO}", *ARGS, "--config.batch_size=4", f"--config.output_dir={single}")
     assert r.returncode == 0, r.stderr[-2000:]
     run, ref = (json.loads((d / "run.json").read_text()) for d in (out, single))
     assert run["seeds"] == ref["seeds"] == [0, 1, 2, 3]
