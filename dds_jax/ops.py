@@ -235,6 +235,30 @@ def resize_bilinear_torch(x, size: Tuple[int, int] = None, scale_factor: float =
     return jnp.einsum("oh,nhwc,pw->nopc", mh, x, mw, precision=lax.Precision.HIGHEST)
 
 
+def gaussian_1d(sigma: float) -> np.ndarray:
+    """A normalised Gaussian kernel of radius ceil(2.5 sigma) (at least 1)."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_blur(x, sigma: float):
+    """Separable Gaussian blur of NHWC images or masks, edges replicated (values stay in their range);
+    sigma <= 0 returns ``x``."""
+    if sigma <= 0:
+        return x
+    k = gaussian_1d(sigma)
+    r = len(k) // 2
+    for axis in (1, 2):
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (r, r)
+        p = jnp.pad(x, pad, mode="edge")
+        n = x.shape[axis]
+        x = sum(float(k[i]) * jnp.take(p, jnp.arange(i, i + n), axis=axis) for i in range(len(k)))
+    return x
+
+
 def map_batches(fn, x: np.ndarray, batch_size: int):
     """Apply ``fn`` to ``x`` in fixed-size batches (the last one zero-padded, so one compilation) and
     concatenate its outputs (an array or any pytree of arrays) as numpy, trimmed to ``len(x)``."""

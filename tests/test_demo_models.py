@@ -148,7 +148,8 @@ def test_shipped_pair_corresponds_to_the_renderers_truth():
     assert want["n"] == 64 and sum(want["hits_per_group"]) == want["hits"] and want["accuracy"] >= 0.9
     k = want["group"]
     images, _ = render.render_faces(demo_models.EVAL_SEED, k, photo.config.size, "photo")
-    wplus, *_ = invert.invert(photo, images, steps=demo_models.INVERT_STEPS)
+    wplus, *_ = invert.invert(photo, images, steps=demo_models.INVERT_STEPS,
+                              lowpass_sigma=demo_models.EVAL_LOWPASS_SIGMA)
     got = demo_models.truth_retrieval_of_inversions(sketch, wplus)
     assert abs(got["hits_per_group"][0] - want["hits_per_group"][0]) <= 1, (got, want)
     assert got["accuracy"] >= 0.85, got

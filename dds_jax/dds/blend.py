@@ -18,12 +18,11 @@ mixed activations, the seam is healed by the network instead of being a pixel cu
 Everything here is a pure function of the variables of the two generators (plain pytrees), one problem
 or a batch ([N, ...] arrays), so it jits and vmaps like the rest of :mod:`dds_jax.dds.optimize`.
 """
-import math
 from typing import List, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
-import numpy as np
 
+from dds_jax import ops
 from dds_jax.models import stylegan2 as sg
 
 
@@ -47,28 +46,6 @@ def layer_resolutions(config: sg.GeneratorConfig) -> Tuple[int, ...]:
 
 def n_layers(config: sg.GeneratorConfig) -> int:
     return len(layer_resolutions(config))
-
-
-def _gaussian_1d(sigma: float) -> np.ndarray:
-    r = max(1, int(math.ceil(2.5 * sigma)))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
-def _blur(m, sigma: float):
-    """Separable Gaussian blur of [N, h, w, 1] with edge replication (a mask stays in [0, 1])."""
-    if sigma <= 0:
-        return m
-    k = _gaussian_1d(sigma)
-    r = len(k) // 2
-    for axis in (1, 2):
-        pad = [(0, 0)] * 4
-        pad[axis] = (r, r)
-        p = jnp.pad(m, pad, mode="edge")
-        n = m.shape[axis]
-        m = sum(float(k[i]) * jnp.take(p, jnp.arange(i, i + n), axis=axis) for i in range(len(k)))
-    return m
 
 
 POOLS = ("max", "area")
@@ -108,7 +85,7 @@ def soft_masks(mask, config: sg.GeneratorConfig, start_res: int, feather: float,
             out.append(None)
             continue
         if r not in by_res:
-            by_res[r] = jnp.clip(_blur(downsample(mask, r, pool), float(feather)), 0.0, 1.0)
+            by_res[r] = jnp.clip(ops.gaussian_blur(downsample(mask, r, pool), float(feather)), 0.0, 1.0)
         m = by_res[r]
         out.append(m if weights is None else m * weights[i])
     return out

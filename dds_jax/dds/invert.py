@@ -17,19 +17,22 @@ from dds_jax.models import stylegan2 as sg
 
 
 @functools.lru_cache(maxsize=8)
-def _invert_fn(config: sg.GeneratorConfig):
+def _invert_fn(config: sg.GeneratorConfig, lowpass_sigma: float = 0.0):
     """The jitted ``run(variables, targets, w_init, steps, lr) -> (wplus, images, features)``: the step
     count and the learning rate are arguments, so one program serves every inversion of this
-    architecture and batch shape."""
+    architecture, batch shape and loss."""
     G = sg.Generator(config)
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
 
     @jax.jit
     def run(variables, targets, w_init, steps, lr):
+        smooth_targets = ops.gaussian_blur(targets, lowpass_sigma)
+
         def loss_fn(wplus):
             images, _ = G.apply(variables, wplus, input_is_latent=True)
             # images are independent: the sum of per-image MSEs keeps each image's gradient
-            return jnp.sum(jnp.mean((images - targets) ** 2, axis=(1, 2, 3)))
+            diff = ops.gaussian_blur(images, lowpass_sigma) - smooth_targets
+            return jnp.sum(jnp.mean(diff ** 2, axis=(1, 2, 3)))
 
         def body(_, carry):
             wplus, opt = carry
@@ -45,14 +48,16 @@ def _invert_fn(config: sg.GeneratorConfig):
 
 
 def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, batch_size: int = 32,
-           progress: Optional[Callable[[int], None]] = None):
+           progress: Optional[Callable[[int], None]] = None, lowpass_sigma: float = 0.0):
     """images: uint8 [N, H, W, 3] (or float in [-1, 1]) at the generator's resolution.
 
     Starts every image at the mean w in all layers; optimises W+ against the pixel MSE with the
-    checkpoint's fixed noise (one compiled program for any ``steps`` and ``lr``). Returns (wplus
-    [N, n_latent, D], reconstructions [N, H, W, 3] in [-1, 1],
-    features (list of [N, h, w, C]), per-image MSE [N]) as numpy arrays. ``progress(n)`` is told each
-    time ``n`` more images are done."""
+    checkpoint's fixed noise (one compiled program for any ``steps`` and ``lr``). ``lowpass_sigma`` > 0
+    compares both images blurred by a Gaussian of that sigma (pixels): the fit leaves out detail finer
+    than the generator draws, and its latents stay nearer the generator's own (``dds_jax.demo.models``
+    measures the segmenter through them). Returns (wplus [N, n_latent, D], reconstructions [N, H, W, 3]
+    in [-1, 1], features (list of [N, h, w, C]), per-image pixel MSE [N], unblurred) as numpy arrays.
+    ``progress(n)`` is told each time ``n`` more images are done."""
     images = np.asarray(images)
     if images.dtype == np.uint8:
         images = images.astype(np.float32) / 127.5 - 1.0
@@ -60,7 +65,7 @@ def invert(gen: sg.LoadedGenerator, images, steps: int = 500, lr: float = 0.05, 
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
         raise ValueError(f"images must be [N, {size}, {size}, 3] for this generator, got {images.shape}")
     w_avg = jnp.asarray(generation.truncation_mean(gen))
-    run = _invert_fn(gen.config)
+    run = _invert_fn(gen.config, float(lowpass_sigma))
     done = [0]
     if progress is not None:
         progress(0)                              # started (a caller may show its bar only now)
