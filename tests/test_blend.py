@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dds_jax import generation
 from dds_jax.dds import blend, config, objectives
 from dds_jax.dds import optimize as opt
 from dds_jax.models import stylegan2 as sg
@@ -32,7 +33,6 @@ def _style(variables, z):
     return sg.to_wplus(sg.Generator(CONFIG).apply(variables, z, method=sg.Generator.style), CONFIG.n_latent)
 
 
-_synthesis = jax.jit(lambda variables, w: sg.Generator(CONFIG).apply(variables, w, input_is_latent=True))
 _blend_synthesis = jax.jit(functools.partial(blend.blend_synthesis, CONFIG))
 
 
@@ -42,7 +42,7 @@ def _wplus(seed, n=2):
 
 
 def _render(gen, w):
-    return _synthesis(gen.variables, w)
+    return generation.render_wplus(gen, w)           # the package's compiled W+ renderer
 
 
 def _part_mask(n=2):
