@@ -75,7 +75,7 @@ def test_noise_free_copy(tmp_path):
 def test_cli_help(module, program):
     """``python -m dds_jax.demo_models`` (the command issue 13 names) is the same program as the cli one."""
     res = program(module, "--help")
-    assert "--base_steps" in res.stdout and "--adapt_steps" in res.stdout and "--photo" in res.stdout, res.stderr
+    assert all(f in res.stdout for f in ("--base_steps", "--adapt_steps", "--photo", "--sketch")), res.stderr
 
 
 def test_shipped_pair_is_diverse_and_corresponds():
@@ -188,4 +188,7 @@ def test_output_folder_defaults_to_work_not_the_shipped_models(tmp_path, program
     assert "--out" in res.stderr and "working folder" in res.stderr
     res = program("dds_jax.cli.demo_models", f"--work={tmp_path}", f"--photo={tmp_path / 'none'}")
     assert res.returncode == 2 and "--photo" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+    res = program("dds_jax.cli.demo_models", f"--work={tmp_path}", f"--photo={DEMO_DIR / 'photo'}",
+                  f"--sketch={tmp_path / 'none'}")
+    assert res.returncode == 2 and "--sketch" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
     assert not any(tmp_path.iterdir())

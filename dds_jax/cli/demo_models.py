@@ -3,6 +3,8 @@
   python -m dds_jax.cli.demo_models --work=runs/demo64                 # train, adapt, label, evaluate, export
   python -m dds_jax.cli.demo_models --work=runs/demo64 --out=dds_jax/assets/demo   # replace the shipped ones
   python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+  python -m dds_jax.cli.demo_models --photo=dds_jax/assets/demo/photo --sketch=dds_jax/assets/demo/sketch ...
+                                                                       # keep both: redo the segmenter and the report
   python -m dds_jax.cli.demo_models --size=32 --work=runs/demo32       # the 32x32 pair shipped before issue 34
 """
 import json
@@ -30,16 +32,21 @@ def define_flags():
     flags.DEFINE_integer("n_eval", 64, "Held-out rendered faces per domain for the IoU; seeds of the pair measures.")
     flags.DEFINE_string("photo", None, "An existing photo generator to adapt from (skips training one), "
                         "e.g. dds_jax/assets/demo/photo.")
+    flags.DEFINE_string("sketch", None, "With --photo: an existing sketch generator adapted from it (skips the "
+                        "adaptation; the segmenter and the report are made again), e.g. dds_jax/assets/demo/sketch.")
 
 
 def main(argv):
     del argv
     out = demo_models.output_folder(FLAGS.work, FLAGS.out)
-    if FLAGS.photo and not (pathlib.Path(FLAGS.photo) / "model.json").is_file():
-        raise ValueError(f"--photo={FLAGS.photo}: no model.json there; pass a dds-jax generator folder, "
-                         "e.g. dds_jax/assets/demo/photo")
+    for name in ("photo", "sketch"):
+        value = getattr(FLAGS, name)
+        if value and not (pathlib.Path(value) / "model.json").is_file():
+            raise ValueError(f"--{name}={value}: no model.json there; pass a dds-jax generator folder, "
+                             f"e.g. dds_jax/assets/demo/{name}")
     report = demo_models.build(FLAGS.work, out, FLAGS.base_steps, FLAGS.adapt_steps, FLAGS.seg_epochs,
-                               FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo, size=int(FLAGS.size))
+                               FLAGS.invert_steps, FLAGS.n_eval, FLAGS.photo, size=int(FLAGS.size),
+                               sketch_source=FLAGS.sketch)
     logging.info("report: %s", report)
     print(json.dumps(report["segmenter_iou"], indent=1))
     print(f"demo models written to {out}")
