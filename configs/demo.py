@@ -8,7 +8,8 @@ a StyleGAN2 trained on procedural cartoon faces, and ``sketch``, that generator 
 with few-shot cross-domain adaptation (same latent space). As in the paper's faces <-> sketches experiment
 (Sec. 5.1), the source is the sketch domain and the target the photo domain. The config argument after ':'
 picks the part: hair (default) or eyes_nose_mouth (the paper's M1 mask, Table 1). The one-shot segmenter
-was trained on 4 rendered faces with their true part masks (its IoU: docs/demo_models.md).
+was trained on 4 rendered faces, each as a photo and as a sketch, with their true part masks (its IoU:
+docs/demo_models.md).
 """
 from dds_jax.dds.config import base_config
 

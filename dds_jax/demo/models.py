@@ -3,15 +3,17 @@
   python -m dds_jax.demo_models --work=runs/demo_models            # train, adapt, label, evaluate, export
   python -m dds_jax.demo_models --work=runs/demo_models --out=dds_jax/assets/demo   # replace the shipped ones
   python -m dds_jax.demo_models --photo=dds_jax/assets/demo/photo ...   # keep a photo generator, redo the rest
+  python -m dds_jax.demo_models --photo=... --sketch=dds_jax/assets/demo/sketch ...   # keep both: segmenter, report
 
 1. **photo** — a 64x64 (``--size=64``, the shipped pair; 32x32 before issue 34) StyleGAN2 trained from scratch (``dds_jax.cli.train``) on endless procedural faces
    (``dds_jax.render``: hair, skin, eyes, nose, mouth; random pose, proportions and colours).
 2. **sketch** — ``photo`` adapted with few-shot cross-domain adaptation (``dds_jax.cli.adapt``, Ojha et al.)
    to 10 rendered line drawings; it keeps photo's latent space, so the two form a dual-domain pair.
    Its patch-level D resolution is ``ADAPT_PATCH_RES`` (see ``adapt.run_adaptation``).
-3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on ONE rendered photo face: its
-   image is inverted into ``photo`` (W+, ``dds_jax.dds.invert``) and the renderer's true part mask labels
-   the generator features of that latent.
+3. **segmenter** — a FewShotCNN trained one-shot (paper Sec. 3.2) on rendered faces labelled by the
+   renderer's true part masks (ONE at 32x32, 4 at 64x64): each image is inverted into ``photo`` (W+,
+   ``dds_jax.dds.invert``) and the masks label the generator features of that latent; the 64x64 recipe
+   also inverts each face's sketch into ``sketch`` under the same mask (``Recipe.label_sketches``).
    The shipped generators' fixed noise inputs are zero (see ``noise_free_copy``).
 4. **report** — the segmenter's IoU per part on held-out rendered faces of both domains (each inverted
    into its generator with a low-pass loss, ``EVAL_LOWPASS_SIGMA``; the renderer knows their true masks), the pair's diversity and correspondence
@@ -61,8 +63,9 @@ ADAPT_PATCH_RES = 16      # patch-level D logits at 16x16 (gan.adapt.run_adaptat
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """One demo pair's recipe: generator, adaptation, patch D resolution, labelled faces of the
-    segmenter (``render_faces(LABEL_SEED, n_labels)``), the default iterations, and the segmenter's
-    class balance (``segmentation.train_segmenter``; 0 = the released unweighted cross-entropy)."""
+    segmenter (``render_faces(LABEL_SEED, n_labels)``), the default iterations, the segmenter's
+    class balance (``segmentation.train_segmenter``; 0 = the released unweighted cross-entropy), and
+    whether it also learns the labelled faces' sketches (``label_sketches``)."""
     g: sg.GeneratorConfig
     adapt: trainer.TrainConfig
     patch_res: int
