@@ -177,7 +177,7 @@ def train_segmenter(work: pathlib.Path, photo_gen: sg.LoadedGenerator, epochs: i
                                                   parts=SEG_PARTS, features=feats, progress=True,
                                                   class_balance=class_balance)
     config["training"].update(label_source=source, n_labelled_faces=int(n_labels),
-                              inversion_mse=inversion_mse if sketch_gen is not None else inversion_mse["photo"],
+                              inversion_mse=inversion_mse,
                               seconds=round(time.perf_counter() - t0, 1))
     out = work / "segmenter"
     ckpt_io.save_model(out, "segmenter", config, params, overwrite=True)
