@@ -270,14 +270,21 @@ def export(work: pathlib.Path, out: pathlib.Path, report: dict, sketch_dir: path
 
 def _same_model(a: pathlib.Path, b: pathlib.Path) -> bool:
     """Whether model folder ``b`` exists and holds ``a``'s kind, config and parameter values."""
+    from dds_jax.dds import invert
     if not (b / "model.json").is_file():
         return False
     if a.resolve() == b.resolve():
         return True
     ma, mb = ckpt_io.load_model(a), ckpt_io.load_model(b)
-    la, lb = jax.tree_util.tree_leaves_with_path(ma.params), jax.tree_util.tree_leaves_with_path(mb.params)
-    return (ma.kind, ma.config) == (mb.kind, mb.config) and len(la) == len(lb) and all(
-        pa == pb and np.array_equal(xa, xb) for (pa, xa), (pb, xb) in zip(la, lb))
+    return (ma.kind, ma.config) == (mb.kind, mb.config) and invert.fingerprint(ma.params) == invert.fingerprint(mb.params)
+
+
+def _recorded_training(model_dir: pathlib.Path, stage: str) -> dict:
+    """The training record of ``stage`` in the report.json beside an existing model (empty without one),
+    with the model's folder as its ``source``."""
+    previous = model_dir.parent / "report.json"
+    info = dict(json.loads(previous.read_text())["training"][stage]) if previous.is_file() else {}
+    return {**info, "source": str(model_dir)}
 
 
 def build(work, out, base_steps: int = None, adapt_steps: int = None, seg_epochs: int = 100,
@@ -306,9 +313,7 @@ def build(work, out, base_steps: int = None, adapt_steps: int = None, seg_epochs
         photo_source = pathlib.Path(photo_source)
         if not (photo_generator(work) / "model.json").is_file():
             noise_free_copy(photo_source, photo_generator(work))
-        previous = photo_source.parent / "report.json"
-        photo_info = dict(json.loads(previous.read_text())["training"]["photo"]) if previous.is_file() else {}
-        photo_info["source"] = str(photo_source)
+        photo_info = _recorded_training(photo_source, "photo")
         source_d = None
     if sketch_source is None:
         sketch = adapt_sketch(work, source_d, adapt_steps, recipe)
@@ -317,9 +322,7 @@ def build(work, out, base_steps: int = None, adapt_steps: int = None, seg_epochs
                        "patch_res": recipe.patch_res, **recipe.adapt.to_dict()}
     else:
         sketch_dir = pathlib.Path(sketch_source)
-        previous = sketch_dir.parent / "report.json"
-        sketch_info = dict(json.loads(previous.read_text())["training"]["sketch"]) if previous.is_file() else {}
-        sketch_info["source"] = str(sketch_dir)
+        sketch_info = _recorded_training(sketch_dir, "sketch")
     photo_gen = sg.load_generator(photo_generator(work))
     sketch_gen = sg.load_generator(sketch_dir)
     seg = segmentation.load_segmenter(train_segmenter(work, photo_gen, seg_epochs, invert_steps, recipe.n_labels,
